@@ -1,0 +1,18 @@
+"""san_d2: SAN (Side Adapter Network, CVPR 2023) for open-vocabulary semantic segmentation,
+as a detectron2 project."""
+try:
+    import detectron2  # noqa: F401
+except ImportError as e:  # detectron2 is not on PyPI, so a plain `pip install` cannot bring it
+    raise ImportError(
+        "san_d2 needs detectron2, which is not installed in this Python environment "
+        f"({e}). From the san_d2 checkout run `make setup` (everything) or "
+        "`python tools/install_detectron2.py` (detectron2 v0.6, pure Python, patched for current "
+        "numpy and Pillow), or build detectron2 from source."
+    ) from e
+
+from .config import add_san_config, get_san_cfg
+from .utils import fall_back_to_cpu_without_cuda
+
+__version__ = "0.1.0"
+
+__all__ = ["add_san_config", "get_san_cfg", "fall_back_to_cpu_without_cuda"]

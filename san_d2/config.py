@@ -1,0 +1,105 @@
+"""SAN's configuration keys and the one way to build a config for them."""
+from typing import Optional, Sequence
+
+from detectron2.config import CfgNode as CN
+from detectron2.config import get_cfg
+from detectron2.projects.deeplab import add_deeplab_config
+
+__all__ = ["add_san_config", "get_san_cfg"]
+
+
+def add_san_config(cfg: CN) -> None:
+    """Adds SAN's keys, with the defaults of the paper's code, to a detectron2 config.
+
+    Call it after ``add_deeplab_config`` (which provides ``WarmupPolyLR``'s keys) and before
+    merging a SAN YAML. The published configs (``configs/san_clip_vit_*.yaml``) load unchanged.
+    """
+    # Data.
+    cfg.INPUT.DATASET_MAPPER_NAME = "mask_former_semantic"  # training mapper
+    cfg.INPUT.COLOR_AUG_SSD = False  # SSD-style photometric augmentation in training
+    cfg.INPUT.CROP.SINGLE_CATEGORY_MAX_AREA = 1.0  # re-draw crops dominated by one class (<1)
+    cfg.INPUT.SIZE_DIVISIBILITY = -1  # training mapper pads images and labels to this size
+
+    # Optimisation.
+    cfg.SOLVER.WEIGHT_DECAY_EMBED = 0.0  # weight decay of embedding-like parameters
+    cfg.SOLVER.WEIGHT_DECAY_EMBED_GROUP = [  # name fragments that get WEIGHT_DECAY_EMBED
+        "absolute_pos_embed",
+        "positional_embedding",
+        "pos_embed",
+        "query_embed",
+        "relative_position_bias_table",
+    ]
+    cfg.SOLVER.OPTIMIZER = "ADAMW"  # "ADAMW" or "SGD"
+    cfg.SOLVER.BACKBONE_MULTIPLIER = 1.0  # LR multiplier of side_adapter_network parameters
+    cfg.SOLVER.CLIP_MULTIPLIER = 1.0  # LR multiplier of parameters under modules named *clip*
+    cfg.SOLVER.TEST_IMS_PER_BATCH = 1  # inference batch size
+
+    cfg.MODEL.SAN = CN()
+    # Loss and matching.
+    cfg.MODEL.SAN.NO_OBJECT_WEIGHT = 0.1  # cross-entropy weight of the "no object" class
+    cfg.MODEL.SAN.CLASS_WEIGHT = 2.0  # weight of the classification loss and matching cost
+    cfg.MODEL.SAN.DICE_WEIGHT = 5.0  # weight of the dice loss and matching cost
+    cfg.MODEL.SAN.MASK_WEIGHT = 5.0  # weight of the sigmoid BCE mask loss and matching cost
+    cfg.MODEL.SAN.TRAIN_NUM_POINTS = 112 * 112  # points sampled per mask for the mask losses
+    cfg.MODEL.SAN.NUM_CLASSES = 171  # size of the training vocabulary
+    cfg.MODEL.SAN.OVERSAMPLE_RATIO = 3.0  # candidate points per sampled point
+    cfg.MODEL.SAN.IMPORTANCE_SAMPLE_RATIO = 0.75  # share of points chosen by uncertainty
+    # CLIP.
+    cfg.MODEL.SAN.CLIP_MODEL_NAME = "ViT-B/16"  # open_clip model name/alias or config JSON path
+    cfg.MODEL.SAN.CLIP_PRETRAINED_NAME = "openai"  # open_clip tag, local weights file or ""
+    cfg.MODEL.SAN.CLIP_TEMPLATE_SET = "vild"  # prompt template set ("vild" or "imagenet")
+    cfg.MODEL.SAN.FEATURE_LAST_LAYER_IDX = 9  # CLIP blocks in the feature extractor
+    cfg.MODEL.SAN.CLIP_FROZEN_EXCLUDE = ["positional_embedding"]  # trainable extractor params
+    cfg.MODEL.SAN.CLIP_DEEPER_FROZEN_EXCLUDE = []  # trainable recognition-head params
+    # Recognition with attention bias.
+    cfg.MODEL.SAN.REC_CROSS_ATTN = False  # sos tokens cross-attend instead of masked self-attn
+    cfg.MODEL.SAN.REC_DOWNSAMPLE_METHOD = "max"  # attention bias to CLIP grid: max/avg/bilinear..
+    cfg.MODEL.SAN.SOS_TOKEN_FORMAT = "cls_token"  # "cls_token", "learnable_token", "pos_embedding"
+    # Input handling.
+    cfg.MODEL.SAN.SIZE_DIVISIBILITY = 32  # the model pads its batch to a multiple of this
+    cfg.MODEL.SAN.ASYMETRIC_INPUT = True  # CLIP sees the image resized by CLIP_RESOLUTION
+    cfg.MODEL.SAN.CLIP_RESOLUTION = 0.5  # scale factor of CLIP's input (0.5 B/16, 0.7 L/14)
+    cfg.MODEL.SAN.SEM_SEG_POSTPROCESS_BEFORE_INFERENCE = True  # resize masks before combining
+
+    cfg.MODEL.SIDE_ADAPTER = CN()
+    cfg.MODEL.SIDE_ADAPTER.NAME = "RegionwiseSideAdapterNetwork"  # SIDE_ADAPTER registry name
+    cfg.MODEL.SIDE_ADAPTER.VIT_NAME = "vit_w240n6d8_patch16"  # timm model of the side network
+    cfg.MODEL.SIDE_ADAPTER.PRETRAINED = False  # load timm pre-trained weights for it
+    cfg.MODEL.SIDE_ADAPTER.IMAGE_SIZE = 640  # image size the side ViT's pos-embed is built for
+    cfg.MODEL.SIDE_ADAPTER.DROP_PATH_RATE = 0.0  # stochastic depth of the side ViT
+    cfg.MODEL.SIDE_ADAPTER.NUM_QUERIES = 100  # mask proposals per image
+    cfg.MODEL.SIDE_ADAPTER.FUSION_TYPE = "add"  # how CLIP features enter the side network
+    cfg.MODEL.SIDE_ADAPTER.FUSION_MAP = ["0->0", "3->1", "6->2", "9->3"]  # "clip->side" stages
+    cfg.MODEL.SIDE_ADAPTER.DEEP_SUPERVISION_IDXS = [7, 8]  # side blocks whose outputs are decoded
+    cfg.MODEL.SIDE_ADAPTER.ATTN_BIAS = CN()
+    cfg.MODEL.SIDE_ADAPTER.ATTN_BIAS.NUM_HEADS = 12  # heads of the bias (= CLIP's heads)
+    cfg.MODEL.SIDE_ADAPTER.ATTN_BIAS.NUM_LAYERS = 1  # recognition layers that get a bias
+    cfg.MODEL.SIDE_ADAPTER.ATTN_BIAS.EMBED_CHANNELS = 256  # per-head bias embedding width
+    cfg.MODEL.SIDE_ADAPTER.ATTN_BIAS.MLP_CHANNELS = 256  # hidden width of the decoder MLPs
+    cfg.MODEL.SIDE_ADAPTER.ATTN_BIAS.MLP_NUM_LAYERS = 3  # layers of each decoder MLP
+    cfg.MODEL.SIDE_ADAPTER.ATTN_BIAS.RESCALE_ATTN_BIAS = True  # learned affine on the bias
+
+    # Accepted so that the published configs load; san_d2 does not log to Weights & Biases.
+    cfg.WANDB = CN()
+    cfg.WANDB.PROJECT = "san"  # W&B project name (accepted, unused)
+    cfg.WANDB.NAME = None  # W&B run name (accepted, unused)
+    # Accepted so that the published configs load: attention always goes through
+    # torch's scaled_dot_product_attention, which picks flash kernels by itself.
+    cfg.MODEL.FLASH = False
+
+
+def get_san_cfg(config_file: Optional[str] = None, opts: Sequence[str] = ()) -> CN:
+    """Returns detectron2's default config with DeepLab's and SAN's keys, merged with a file.
+
+    Args:
+        config_file: a YAML file (``_BASE_`` inheritance allowed); None for the defaults.
+        opts: ``KEY VALUE`` overrides, as on a command line.
+    """
+    cfg = get_cfg()
+    add_deeplab_config(cfg)
+    add_san_config(cfg)
+    if config_file:
+        cfg.merge_from_file(config_file)
+    if opts:
+        cfg.merge_from_list(list(opts))
+    return cfg

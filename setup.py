@@ -1,0 +1,43 @@
+"""san_d2: SAN for open-vocabulary semantic segmentation, as a detectron2 project.
+
+detectron2 itself is not on PyPI and is not listed below: `make setup` (or
+`python tools/install_detectron2.py`) installs it, and a detectron2 built from source works too.
+"""
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+
+INSTALL_REQUIRES = [
+    # Lower bounds only: requirements/torch.txt pins the tested build. 2.1 is the first with
+    # scaled_dot_product_attention's float masks on CPU and torch.load(weights_only=...).
+    "torch>=2.1",
+    "torchvision>=0.16",
+    "numpy",
+    "Pillow>=9.1",
+    # Upper bounds where san_d2 builds on a library's internals: open_clip's transformer blocks
+    # (3.x runs batch-first) and timm's VisionTransformer constructor arguments (1.x).
+    "open_clip_torch>=3.0,<4",
+    "timm>=1.0,<2",
+    # detectron2 v0.6 depends on fvcore 0.1.5's Checkpointer and config API.
+    "fvcore>=0.1.5,<0.1.6",
+    "pycocotools>=2.0.2",
+    "opencv-python>=4.5",
+    "scipy>=1.7",
+    "tqdm",
+]
+
+setup(
+    name="san_d2",
+    version="0.1.0",
+    description="SAN (Side Adapter Network) for open-vocabulary semantic segmentation "
+    "as a detectron2 project",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.9",
+    packages=find_packages(include=["san_d2", "san_d2.*"]),
+    install_requires=INSTALL_REQUIRES,
+    extras_require={"test": ["pytest>=7"]},
+)
