@@ -2,6 +2,7 @@
 import base64
 import hashlib
 import importlib.util
+import os
 import subprocess
 import sys
 import zipfile
@@ -89,3 +90,18 @@ def test_does_nothing_when_detectron2_is_importable():
     )
     assert result.returncode == 0, result.stderr
     assert "already" in result.stdout and "installing" not in result.stdout.lower()
+
+
+def test_foreign_detectron2_is_left_alone_but_its_gaps_are_reported(tmp_path):
+    fake = tmp_path / "detectron2"
+    fake.mkdir()
+    (fake / "__init__.py").write_text('__version__ = "0.6"\n')
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, str(INSTALLER_PATH)], capture_output=True, text=True, timeout=300, env=env
+    )
+    assert result.returncode == 1
+    assert "not installed by this script" in result.stderr
+    assert "detectron2.projects.deeplab" in result.stderr
+    assert "pip uninstall detectron2" in result.stderr
+    assert (fake / "__init__.py").read_text() == '__version__ = "0.6"\n'

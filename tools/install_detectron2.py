@@ -207,11 +207,15 @@ except ImportError as e:
 else:
     report.update(found=True, version=getattr(detectron2, "__version__", "?"),
                   location=str(getattr(detectron2, "__file__", "?")))
-    try:
+    report["build"] = None
+    try:  # the build record counts only if it belongs to the detectron2 that was imported
+        import os
         from importlib import metadata
-        report["build"] = json.loads(metadata.distribution("detectron2").read_text(%r) or "null")
+        dist = metadata.distribution("detectron2")
+        if os.path.samefile(dist.locate_file("detectron2/__init__.py"), detectron2.__file__):
+            report["build"] = json.loads(dist.read_text(%r) or "null")
     except Exception:
-        report["build"] = None
+        pass
     for name in %r:
         try:
             importlib.import_module(name)
