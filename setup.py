@@ -38,6 +38,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.9",
     packages=find_packages(include=["san_d2", "san_d2.*"]),
+    package_data={"san_d2.data.reference": ["*.json", "labelsets/*.json"]},
     install_requires=INSTALL_REQUIRES,
     extras_require={"test": ["pytest>=7"]},
 )

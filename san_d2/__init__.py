@@ -11,8 +11,17 @@ except ImportError as e:  # detectron2 is not on PyPI, so a plain `pip install` 
     ) from e
 
 from .config import add_san_config, get_san_cfg
+from .modeling import SAN, SIDE_ADAPTER_REGISTRY, CheckpointMismatchError, build_side_adapter_network
 from .utils import fall_back_to_cpu_without_cuda
 
 __version__ = "0.1.0"
 
-__all__ = ["add_san_config", "get_san_cfg", "fall_back_to_cpu_without_cuda"]
+__all__ = [
+    "add_san_config",
+    "get_san_cfg",
+    "fall_back_to_cpu_without_cuda",
+    "SAN",
+    "SIDE_ADAPTER_REGISTRY",
+    "build_side_adapter_network",
+    "CheckpointMismatchError",
+]

@@ -1,0 +1,1 @@
+"""Data: reference class lists and prompt templates (``reference/``)."""

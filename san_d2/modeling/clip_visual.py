@@ -1,0 +1,226 @@
+"""CLIP's visual tower split in two: the feature extractor and the recognition head.
+
+Both reuse open_clip's modules (``conv1``, ``resblocks``, ``ln_post``, ...), so the state-dict
+names are open_clip's own under the prefixes ``clip_visual_extractor.`` and ``clip_rec_head.``.
+"""
+from typing import List, NamedTuple, Sequence, Tuple
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+__all__ = [
+    "ClipFeature",
+    "ClipVisualFeatureExtractor",
+    "RecWithAttnBiasHead",
+    "resize_grid_pos_embed",
+    "build_recognition_attn_mask",
+]
+
+# Additive attention mask value that keeps a token from attending (the paper's choice, not -inf).
+BLOCKED = -100.0
+
+
+class ClipFeature(NamedTuple):
+    """One CLIP layer's output: cls token (B, D) and patch tokens as a map (B, D, h, w)."""
+
+    cls_token: torch.Tensor
+    spatial: torch.Tensor
+
+
+def freeze_except(module: nn.Module, trainable_fragments: Sequence[str]) -> None:
+    """Freezes every parameter whose name contains none of ``trainable_fragments``."""
+    for name, param in module.named_parameters():
+        param.requires_grad = any(fragment in name for fragment in trainable_fragments)
+
+
+def resize_grid_pos_embed(pos_embed: torch.Tensor, grid: Tuple[int, int],
+                          target: Tuple[int, int], num_prefix: int) -> torch.Tensor:
+    """Resizes the grid rows of a positional embedding, keeping ``num_prefix`` leading rows.
+
+    Args:
+        pos_embed: (num_prefix + gh * gw, C).
+        grid: (gh, gw) of the pre-trained embedding.
+        target: (h, w) wanted.
+    Returns:
+        (num_prefix + h * w, C); the input itself when the grid already matches.
+    """
+    if tuple(grid) == tuple(target):
+        return pos_embed
+    prefix, rows = pos_embed[:num_prefix], pos_embed[num_prefix:]
+    channels = rows.shape[-1]
+    rows = rows.reshape(1, grid[0], grid[1], channels).permute(0, 3, 1, 2)
+    rows = F.interpolate(rows, size=target, mode="bicubic", align_corners=False)
+    return torch.cat([prefix, rows.permute(0, 2, 3, 1).reshape(-1, channels)], dim=0)
+
+
+class ClipVisualFeatureExtractor(nn.Module):
+    """CLIP's visual stem and its first ``last_layer_idx`` residual blocks."""
+
+    def __init__(self, visual: nn.Module, last_layer_idx: int, frozen_exclude: Sequence[str]):
+        """
+        Args:
+            visual: open_clip ``VisionTransformer`` (its modules are shared, not copied).
+            last_layer_idx: number of blocks to run (FEATURE_LAST_LAYER_IDX).
+            frozen_exclude: name fragments of parameters that stay trainable.
+        """
+        super().__init__()
+        num_blocks = len(visual.transformer.resblocks)
+        if not 0 < last_layer_idx < num_blocks:
+            raise ValueError(f"FEATURE_LAST_LAYER_IDX must be in 1..{num_blocks - 1} for this "
+                             f"CLIP (it has {num_blocks} blocks), got {last_layer_idx}.")
+        self.conv1 = visual.conv1
+        self.class_embedding = visual.class_embedding
+        self.positional_embedding = visual.positional_embedding
+        self.ln_pre = visual.ln_pre
+        self.resblocks = nn.ModuleList(visual.transformer.resblocks[:last_layer_idx])
+        self.grid_size = tuple(visual.grid_size)
+        self.patch_size = self.conv1.kernel_size[0]
+        self.num_heads = self.resblocks[0].attn.num_heads
+        freeze_except(self, frozen_exclude)
+
+    def forward(self, images: torch.Tensor) -> List[ClipFeature]:
+        """
+        Args:
+            images: (B, 3, H, W) normalised.
+        Returns:
+            ``last_layer_idx + 1`` features: index 0 after ``ln_pre``, index i after block i.
+        """
+        x = self.conv1(images)  # (B, D, h, w); pixels that do not fill a patch are dropped
+        batch, width, h, w = x.shape
+        x = x.flatten(2).transpose(1, 2)
+        cls = self.class_embedding.to(x.dtype).expand(batch, 1, width)
+        x = torch.cat([cls, x], dim=1)
+        pos = resize_grid_pos_embed(self.positional_embedding, self.grid_size, (h, w), 1)
+        x = self.ln_pre(x + pos.to(x.dtype))
+
+        features = [self._to_feature(x, h, w)]
+        for block in self.resblocks:
+            x = block(x)
+            features.append(self._to_feature(x, h, w))
+        return features
+
+    @staticmethod
+    def _to_feature(tokens: torch.Tensor, h: int, w: int) -> ClipFeature:
+        batch, _, width = tokens.shape
+        return ClipFeature(tokens[:, 0], tokens[:, 1:].transpose(1, 2).reshape(batch, width, h, w))
+
+
+def downsample_attn_bias(bias: torch.Tensor, size: Tuple[int, int], method: str) -> torch.Tensor:
+    """Brings an attention bias (B, H, Q, hs, ws) to CLIP's grid: (B, H, Q, h, w)."""
+    batch, heads, queries = bias.shape[:3]
+    x = bias.flatten(1, 2)
+    if method == "max":
+        x = F.adaptive_max_pool2d(x, size)
+    elif method == "avg":
+        x = F.adaptive_avg_pool2d(x, size)
+    elif method in ("bilinear", "bicubic"):
+        x = F.interpolate(x, size=size, mode=method, align_corners=False)
+    elif method == "nearest":
+        x = F.interpolate(x, size=size, mode="nearest")
+    else:
+        raise ValueError(f"Unknown REC_DOWNSAMPLE_METHOD {method!r}: use max, avg, bilinear, "
+                         "bicubic or nearest.")
+    return x.reshape(batch, heads, queries, *size)
+
+
+def build_recognition_attn_mask(bias: torch.Tensor) -> torch.Tensor:
+    """The float attention mask of the recognition head, sequence [Q sos, cls, L patches].
+
+    Rows attend normally except that no token sees another sos token (only itself), sos tokens
+    do not see cls, and sos rows x patch columns carry the attention bias.
+
+    Args:
+        bias: (B, H, Q, L).
+    Returns:
+        (B * H, N, N), N = Q + 1 + L, image-major (index b * H + h).
+    """
+    batch, heads, queries, length = bias.shape
+    n = queries + 1 + length
+    mask = bias.new_zeros(batch, heads, n, n)
+    mask[..., :queries] = BLOCKED
+    diagonal = torch.arange(queries, device=bias.device)
+    mask[..., diagonal, diagonal] = 0.0
+    mask[..., :queries, queries] = BLOCKED
+    mask[..., :queries, queries + 1:] = bias
+    return mask.flatten(0, 1)
+
+
+class RecWithAttnBiasHead(nn.Module):
+    """CLIP's remaining blocks, run on [sos tokens, cls, patches] with the attention bias."""
+
+    SOS_FORMATS = ("cls_token", "learnable_token", "pos_embedding")
+    DOWNSAMPLE_METHODS = ("max", "avg", "bilinear", "bicubic", "nearest")
+
+    def __init__(self, visual: nn.Module, first_layer_idx: int, frozen_exclude: Sequence[str],
+                 num_queries: int, sos_token_format: str = "cls_token",
+                 downsample_method: str = "max", cross_attn: bool = False):
+        """
+        Args:
+            visual: open_clip ``VisionTransformer`` (modules shared, not copied).
+            first_layer_idx: index of the first block of the head (FEATURE_LAST_LAYER_IDX).
+            frozen_exclude: name fragments of parameters that stay trainable.
+            num_queries: Q, the number of mask proposals.
+            sos_token_format: "cls_token", "learnable_token" or "pos_embedding".
+            downsample_method: how the bias is brought to CLIP's grid (REC_DOWNSAMPLE_METHOD).
+            cross_attn: REC_CROSS_ATTN; only the default (False) is implemented.
+        """
+        super().__init__()
+        if cross_attn:
+            raise NotImplementedError("MODEL.SAN.REC_CROSS_ATTN True is not supported; the "
+                                      "published SAN models use False.")
+        if sos_token_format not in self.SOS_FORMATS:
+            raise ValueError(f"Unknown SOS_TOKEN_FORMAT {sos_token_format!r}: use one of "
+                             f"{self.SOS_FORMATS}.")
+        if downsample_method not in self.DOWNSAMPLE_METHODS:
+            raise ValueError(f"Unknown REC_DOWNSAMPLE_METHOD {downsample_method!r}: use one of "
+                             f"{self.DOWNSAMPLE_METHODS}.")
+        self.resblocks = nn.ModuleList(visual.transformer.resblocks[first_layer_idx:])
+        self.ln_post = visual.ln_post
+        self.proj = visual.proj
+        self.num_heads = self.resblocks[0].attn.num_heads
+        self.sos_token_format = sos_token_format
+        self.downsample_method = downsample_method
+        freeze_except(self, frozen_exclude)
+        if sos_token_format != "cls_token":
+            width = self.ln_post.normalized_shape[0]
+            self.sos_token = nn.Parameter(torch.randn(num_queries, 1, width) * width ** -0.5)
+
+    def forward(self, feature: ClipFeature, attn_biases: Sequence[torch.Tensor]) -> torch.Tensor:
+        """
+        Args:
+            feature: the extractor's last feature: cls (B, D), spatial (B, D, h, w).
+            attn_biases: one (B, Hb, Q, hs, ws) bias per layer (one set is reused for all
+                blocks); Hb is CLIP's head count or 1.
+        Returns:
+            (B, Q, E) L2-normalised mask embeddings.
+        """
+        batch, width, h, w = feature.spatial.shape
+        masks = [self._attn_mask(bias, (h, w)) for bias in attn_biases]
+        if len(masks) not in (1, len(self.resblocks)):
+            raise ValueError(f"{len(masks)} attention-bias layers for {len(self.resblocks)} "
+                             "recognition blocks: ATTN_BIAS.NUM_LAYERS must be 1 or equal to it.")
+        queries = attn_biases[0].shape[2]
+        sos = self._sos_tokens(feature.cls_token, queries)
+        patches = feature.spatial.flatten(2).transpose(1, 2)
+        x = torch.cat([sos, feature.cls_token[:, None], patches], dim=1)
+        for i, block in enumerate(self.resblocks):
+            x = block(x, attn_mask=masks[i if len(masks) > 1 else 0].to(x.dtype))
+        x = self.ln_post(x[:, :queries]) @ self.proj
+        return F.normalize(x, dim=-1)
+
+    def _sos_tokens(self, cls_token: torch.Tensor, queries: int) -> torch.Tensor:
+        if self.sos_token_format == "cls_token":
+            return cls_token[:, None].expand(-1, queries, -1)
+        learned = self.sos_token[:, 0].expand(cls_token.shape[0], -1, -1)
+        return learned + cls_token[:, None] if self.sos_token_format == "pos_embedding" else learned
+
+    def _attn_mask(self, bias: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
+        heads = bias.shape[1]
+        if heads not in (1, self.num_heads):
+            raise ValueError(f"The attention bias has {heads} heads and CLIP {self.num_heads}: "
+                             "set MODEL.SIDE_ADAPTER.ATTN_BIAS.NUM_HEADS to CLIP's head count.")
+        bias = downsample_attn_bias(bias, size, self.downsample_method)
+        if heads == 1:
+            bias = bias.expand(-1, self.num_heads, -1, -1, -1)
+        return build_recognition_attn_mask(bias.flatten(3))

@@ -1,0 +1,282 @@
+"""The SAN meta-architecture."""
+import logging
+from collections import defaultdict
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+from detectron2.config import configurable
+from detectron2.data import MetadataCatalog
+from detectron2.modeling import META_ARCH_REGISTRY
+from detectron2.modeling.postprocessing import sem_seg_postprocess
+from detectron2.structures import BitMasks, ImageList
+from torch import nn
+from torch.nn import functional as F
+
+from .clip_loader import load_clip
+from .clip_visual import ClipVisualFeatureExtractor, RecWithAttnBiasHead
+from .criterion import SetCriterion
+from .matcher import HungarianMatcher
+from .ov_classifier import OpenVocabClassifier, check_vocabulary, load_template_set
+from .side_adapter import build_side_adapter_network
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["SAN", "CheckpointMismatchError"]
+
+
+class CheckpointMismatchError(RuntimeError):
+    """Weights whose names do not fit the model."""
+
+
+@META_ARCH_REGISTRY.register()
+class SAN(nn.Module):
+    """Side Adapter Network (Xu et al., CVPR 2023) for open-vocabulary semantic segmentation.
+
+    Inputs are detectron2 dicts: ``image`` (uint8 (3, H, W) in the config's format), optional
+    ``height``/``width`` of the output, and either ``vocabulary`` (class names) or ``meta``
+    ``{"dataset_name": ...}`` naming a registered dataset whose ``stuff_classes`` are used. In
+    training also ``instances`` (``gt_classes``, ``gt_masks``) or ``sem_seg``. Inference returns
+    ``[{"sem_seg": (K, height, width)}]`` per image, independent of the rest of the batch.
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        clip_visual_extractor: ClipVisualFeatureExtractor,
+        clip_rec_head: RecWithAttnBiasHead,
+        side_adapter_network: nn.Module,
+        ov_classifier: OpenVocabClassifier,
+        criterion: SetCriterion,
+        pixel_mean: Sequence[float],
+        pixel_std: Sequence[float],
+        size_divisibility: int = 32,
+        asymetric_input: bool = True,
+        clip_resolution: float = 0.5,
+        sem_seg_postprocess_before_inference: bool = True,
+        sem_seg_ignore_value: int = 255,
+    ):
+        """
+        Args:
+            clip_visual_extractor: CLIP's stem and first blocks.
+            clip_rec_head: CLIP's remaining blocks with attention bias.
+            side_adapter_network: predicts mask logits and attention biases.
+            ov_classifier: text tower + background embedding.
+            criterion: training losses.
+            pixel_mean: per-channel mean (0-255 scale) of CLIP's pre-processing.
+            pixel_std: per-channel std (0-255 scale).
+            size_divisibility: images are padded to a multiple of this.
+            asymetric_input: CLIP sees the padded batch scaled by ``clip_resolution``.
+            clip_resolution: scale factor of CLIP's input.
+            sem_seg_postprocess_before_inference: resize masks to the output size before
+                combining them with class scores (else combine, then resize).
+            sem_seg_ignore_value: ignored label value when targets come as ``sem_seg`` maps.
+        """
+        super().__init__()
+        self.clip_visual_extractor = clip_visual_extractor
+        self.clip_rec_head = clip_rec_head
+        self.side_adapter_network = side_adapter_network
+        self.ov_classifier = ov_classifier
+        self.criterion = criterion
+        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
+        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
+        self.size_divisibility = size_divisibility
+        self.asymetric_input = asymetric_input
+        self.clip_resolution = clip_resolution
+        self.sem_seg_postprocess_before_inference = sem_seg_postprocess_before_inference
+        self.sem_seg_ignore_value = sem_seg_ignore_value
+
+    @classmethod
+    def from_config(cls, cfg):
+        san = cfg.MODEL.SAN
+        clip = load_clip(san.CLIP_MODEL_NAME, san.CLIP_PRETRAINED_NAME)
+        visual = clip.model.visual
+        clip_heads = visual.transformer.resblocks[0].attn.num_heads
+        if cfg.MODEL.SIDE_ADAPTER.ATTN_BIAS.NUM_HEADS not in (1, clip_heads):
+            raise ValueError(
+                f"MODEL.SIDE_ADAPTER.ATTN_BIAS.NUM_HEADS is "
+                f"{cfg.MODEL.SIDE_ADAPTER.ATTN_BIAS.NUM_HEADS} but {san.CLIP_MODEL_NAME} has "
+                f"{clip_heads} heads: set it to {clip_heads}.")
+        matcher = HungarianMatcher(cost_class=san.CLASS_WEIGHT, cost_mask=san.MASK_WEIGHT,
+                                   cost_dice=san.DICE_WEIGHT, num_points=san.TRAIN_NUM_POINTS)
+        criterion = SetCriterion(
+            num_classes=san.NUM_CLASSES,
+            matcher=matcher,
+            weight_dict={"loss_ce": san.CLASS_WEIGHT, "loss_mask": san.MASK_WEIGHT,
+                         "loss_dice": san.DICE_WEIGHT},
+            no_object_weight=san.NO_OBJECT_WEIGHT,
+            num_points=san.TRAIN_NUM_POINTS,
+            oversample_ratio=san.OVERSAMPLE_RATIO,
+            importance_sample_ratio=san.IMPORTANCE_SAMPLE_RATIO,
+        )
+        return {
+            "clip_visual_extractor": ClipVisualFeatureExtractor(
+                visual, san.FEATURE_LAST_LAYER_IDX, san.CLIP_FROZEN_EXCLUDE),
+            "clip_rec_head": RecWithAttnBiasHead(
+                visual, san.FEATURE_LAST_LAYER_IDX, san.CLIP_DEEPER_FROZEN_EXCLUDE,
+                num_queries=cfg.MODEL.SIDE_ADAPTER.NUM_QUERIES,
+                sos_token_format=san.SOS_TOKEN_FORMAT,
+                downsample_method=san.REC_DOWNSAMPLE_METHOD, cross_attn=san.REC_CROSS_ATTN),
+            "side_adapter_network": build_side_adapter_network(cfg, visual.transformer.width),
+            "ov_classifier": OpenVocabClassifier(clip.model, clip.tokenizer,
+                                                 load_template_set(san.CLIP_TEMPLATE_SET)),
+            "criterion": criterion,
+            "pixel_mean": clip.pixel_mean,
+            "pixel_std": clip.pixel_std,
+            "size_divisibility": san.SIZE_DIVISIBILITY,
+            "asymetric_input": san.ASYMETRIC_INPUT,
+            "clip_resolution": san.CLIP_RESOLUTION,
+            "sem_seg_postprocess_before_inference": san.SEM_SEG_POSTPROCESS_BEFORE_INFERENCE,
+            "sem_seg_ignore_value": cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE,
+        }
+
+    @property
+    def device(self) -> torch.device:
+        return self.pixel_mean.device
+
+    # ------------------------------------------------------------------------------------------
+    def forward(self, batched_inputs: List[Dict]) -> List[Dict[str, torch.Tensor]]:
+        if not batched_inputs:
+            raise ValueError("SAN got an empty batch.")
+        vocabulary = self._vocabulary(batched_inputs)
+        images = [self._checked_image(x, i) for i, x in enumerate(batched_inputs)]
+        if self.training:
+            image_list = self._preprocess(images)
+            outputs = self._predict(image_list.tensor, vocabulary)
+            return self.criterion(outputs, self._targets(batched_inputs, image_list))
+
+        results: List[Optional[Dict[str, torch.Tensor]]] = [None] * len(images)
+        # Images of one padded size run together, so no image is padded for another's sake.
+        for indices in self._groups_by_padded_size(images):
+            image_list = self._preprocess([images[i] for i in indices])
+            output = self._predict(image_list.tensor, vocabulary)[-1]
+            for j, i in enumerate(indices):
+                height = batched_inputs[i].get("height", images[i].shape[-2])
+                width = batched_inputs[i].get("width", images[i].shape[-1])
+                results[i] = {"sem_seg": self._semantic_inference(
+                    output["pred_logits"][j], output["pred_masks"][j],
+                    image_list.tensor.shape[-2:], image_list.image_sizes[j], (height, width))}
+        return results
+
+    def _predict(self, images: torch.Tensor, vocabulary: Sequence[str]) -> List[Dict[str, torch.Tensor]]:
+        """(B, 3, H, W) normalised, padded -> per decoded stage ``pred_logits``, ``pred_masks``."""
+        clip_input = images
+        if self.asymetric_input:
+            clip_input = F.interpolate(images, scale_factor=self.clip_resolution, mode="bilinear",
+                                       align_corners=False, recompute_scale_factor=False)
+        clip_features = self.clip_visual_extractor(clip_input)
+        mask_preds, attn_biases = self.side_adapter_network(images, clip_features)
+        outputs = []
+        for masks, biases in zip(mask_preds, attn_biases):
+            mask_embeddings = self.clip_rec_head(clip_features[-1], biases)
+            outputs.append({"pred_logits": self.ov_classifier(mask_embeddings, vocabulary),
+                            "pred_masks": masks})
+        return outputs
+
+    def _semantic_inference(self, logits: torch.Tensor, masks: torch.Tensor,
+                            padded_size: Tuple[int, int], image_size: Tuple[int, int],
+                            output_size: Tuple[int, int]) -> torch.Tensor:
+        """(Q, K + 1) logits and (Q, hs, ws) mask logits -> (K, height, width) scores."""
+        masks = F.interpolate(masks[None].float(), size=tuple(padded_size), mode="bilinear",
+                              align_corners=False)[0]
+        class_probs = logits.float().softmax(-1)[:, :-1]
+        if self.sem_seg_postprocess_before_inference:
+            masks = sem_seg_postprocess(masks, image_size, *output_size)
+            return torch.einsum("qc,qhw->chw", class_probs, masks.sigmoid())
+        scores = torch.einsum("qc,qhw->chw", class_probs, masks.sigmoid())
+        return sem_seg_postprocess(scores, image_size, *output_size)
+
+    # ------------------------------------------------------------------------------------------
+    def _checked_image(self, record: Dict, index: int) -> torch.Tensor:
+        image = record.get("image") if isinstance(record, dict) else None
+        if not isinstance(image, torch.Tensor):
+            raise TypeError(f"Input {index} has no 'image' tensor: SAN takes a list of dicts "
+                            "with 'image' as a uint8 (3, H, W) tensor.")
+        if image.dtype != torch.uint8 or image.dim() != 3 or image.shape[0] != 3:
+            raise ValueError(f"Input {index}: 'image' must be a uint8 tensor of shape (3, H, W), "
+                             f"got {tuple(image.shape)} {image.dtype}.")
+        return image.to(self.device, non_blocking=True)
+
+    def _vocabulary(self, batched_inputs: List[Dict]) -> Tuple[str, ...]:
+        vocabularies = {self._vocabulary_of(x, i) for i, x in enumerate(batched_inputs)}
+        if len(vocabularies) > 1:
+            raise ValueError("All images of a batch must share one vocabulary (one dataset).")
+        return vocabularies.pop()
+
+    @staticmethod
+    def _vocabulary_of(record: Dict, index: int) -> Tuple[str, ...]:
+        if "vocabulary" in record:
+            return check_vocabulary(record["vocabulary"])
+        dataset_name = (record.get("meta") or {}).get("dataset_name")
+        if dataset_name is None:
+            raise ValueError(f"Input {index} has neither 'vocabulary' (a list of class names) nor "
+                             "'meta': {'dataset_name': ...} naming a registered dataset.")
+        classes = MetadataCatalog.get(dataset_name).get("stuff_classes", None)
+        if classes is None:
+            raise ValueError(f"Dataset {dataset_name!r} has no 'stuff_classes' metadata to use "
+                             "as the vocabulary.")
+        return check_vocabulary(classes)
+
+    def _preprocess(self, images: List[torch.Tensor]) -> ImageList:
+        normalized = [(x.float() - self.pixel_mean) / self.pixel_std for x in images]
+        return ImageList.from_tensors(normalized, self.size_divisibility)
+
+    def _groups_by_padded_size(self, images: List[torch.Tensor]) -> List[List[int]]:
+        groups = defaultdict(list)
+        d = max(self.size_divisibility, 1)
+        for i, image in enumerate(images):
+            groups[tuple(-(-s // d) * d for s in image.shape[-2:])].append(i)
+        return list(groups.values())
+
+    def _targets(self, batched_inputs: List[Dict], image_list: ImageList) -> List[Dict[str, torch.Tensor]]:
+        """Per image ``labels`` (T,) and ``masks`` (T, H_pad, W_pad), zero-padded."""
+        padded_h, padded_w = image_list.tensor.shape[-2:]
+        targets = []
+        for i, record in enumerate(batched_inputs):
+            labels, masks = self._class_masks(record, i)
+            padded = masks.new_zeros((masks.shape[0], padded_h, padded_w))
+            padded[:, : masks.shape[1], : masks.shape[2]] = masks
+            targets.append({"labels": labels.to(self.device), "masks": padded.to(self.device)})
+        return targets
+
+    def _class_masks(self, record: Dict, index: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        if "instances" in record:
+            instances = record["instances"]
+            masks = instances.gt_masks
+            masks = masks.tensor if isinstance(masks, BitMasks) else masks
+            return instances.gt_classes.long(), masks.bool()
+        if "sem_seg" in record:
+            label = record["sem_seg"]
+            classes = label.unique()
+            classes = classes[classes != self.sem_seg_ignore_value].long()
+            return classes, label[None] == classes[:, None, None]
+        raise ValueError(f"Training input {index} has neither 'instances' nor 'sem_seg'.")
+
+    # ------------------------------------------------------------------------------------------
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """Loads weights; names that do not fit raise ``CheckpointMismatchError`` naming them.
+
+        detectron2's checkpointer drops tensors whose shapes differ (it logs them) and loads
+        the rest non-strictly; here what is then missing or unexpected is an error all the same.
+        """
+        result = super().load_state_dict(state_dict, strict=False, assign=assign)
+        if result.missing_keys or result.unexpected_keys:
+            raise CheckpointMismatchError(_describe_mismatch(result.missing_keys,
+                                                             result.unexpected_keys))
+        return result
+
+
+def _describe_mismatch(missing: Sequence[str], unexpected: Sequence[str]) -> str:
+    def sample(keys):
+        return ", ".join(list(keys)[:6]) + (", ..." if len(keys) > 6 else "")
+
+    lines = ["The checkpoint does not fit this SAN model."]
+    if missing:
+        lines.append(f"{len(missing)} model weights are not in it (or have another shape): "
+                     f"{sample(missing)}.")
+    if unexpected:
+        lines.append(f"{len(unexpected)} of its weights have no place in the model: "
+                     f"{sample(unexpected)}.")
+    lines.append("Check that the config matches the checkpoint (ViT-B/16 vs ViT-L/14 config, "
+                 "MODEL.SAN.NUM_CLASSES, MODEL.SIDE_ADAPTER.*).")
+    return " ".join(lines)
