@@ -38,7 +38,10 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.9",
     packages=find_packages(include=["san_d2", "san_d2.*"]),
-    package_data={"san_d2.data.reference": ["*.json", "labelsets/*.json"]},
+    package_data={
+        "san_d2.data.reference": ["*.json", "labelsets/*.json"],
+        "san_d2.modeling.clip_configs": ["*.json"],
+    },
     install_requires=INSTALL_REQUIRES,
     extras_require={"test": ["pytest>=7"]},
 )

@@ -10,6 +10,7 @@ except ImportError as e:  # detectron2 is not on PyPI, so a plain `pip install` 
         "numpy and Pillow), or build detectron2 from source."
     ) from e
 
+from .checkpoint import SANCheckpointer
 from .config import add_san_config, get_san_cfg
 from .modeling import SAN, SIDE_ADAPTER_REGISTRY, CheckpointMismatchError, build_side_adapter_network
 from .utils import fall_back_to_cpu_without_cuda
@@ -24,4 +25,5 @@ __all__ = [
     "SIDE_ADAPTER_REGISTRY",
     "build_side_adapter_network",
     "CheckpointMismatchError",
+    "SANCheckpointer",
 ]

@@ -14,3 +14,18 @@ def shared_dir() -> Path:
     if not (SHARED / "spec").is_dir():
         pytest.skip(f"specification folder {SHARED}/spec not found (set SAN_D2_SHARED)")
     return SHARED
+
+
+TINY_CONFIG = REPO_ROOT / "configs" / "tiny" / "san_tiny.yaml"
+
+
+def build_tiny_san(*opts, seed: int = 0):
+    """The tiny SAN of configs/tiny/san_tiny.yaml on CPU with random weights."""
+    import torch
+    from detectron2.modeling import build_model
+
+    from san_d2 import get_san_cfg
+
+    torch.manual_seed(seed)
+    cfg = get_san_cfg(str(TINY_CONFIG), ["MODEL.DEVICE", "cpu", *opts])
+    return build_model(cfg), cfg

@@ -11,6 +11,7 @@ from san_d2 import fall_back_to_cpu_without_cuda, get_san_cfg
 from .conftest import REPO_ROOT
 
 CONFIGS = sorted((REPO_ROOT / "configs").rglob("*.yaml"))
+PUBLISHED = sorted((REPO_ROOT / "configs").glob("*.yaml"))
 MIN_SIZE_TRAIN = [320, 384, 448, 512, 576, 640, 704, 768, 832, 896, 960]
 
 
@@ -45,9 +46,12 @@ def test_every_config_md_key_exists_with_its_default(shared_dir):
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
 def test_config_loads(path):
-    cfg = get_san_cfg(str(path))
-    assert cfg.INPUT.FORMAT == "RGB"
-    assert list(cfg.INPUT.MIN_SIZE_TRAIN) == MIN_SIZE_TRAIN
+    assert get_san_cfg(str(path)).INPUT.FORMAT == "RGB"
+
+
+@pytest.mark.parametrize("path", PUBLISHED, ids=[p.name for p in PUBLISHED])
+def test_published_configs_write_out_min_size_train(path):
+    assert list(get_san_cfg(str(path)).INPUT.MIN_SIZE_TRAIN) == MIN_SIZE_TRAIN
 
 
 def test_published_values():

@@ -12,6 +12,10 @@ from torch import nn
 
 logger = logging.getLogger(__name__)
 
+# Small CLIP architectures shipped with san_d2 (tests, quick start), known to open_clip by name.
+CLIP_CONFIG_DIR = Path(__file__).parent / "clip_configs"
+open_clip.add_model_config(CLIP_CONFIG_DIR)
+
 __all__ = ["LoadedCLIP", "load_clip"]
 
 
@@ -120,14 +124,17 @@ def load_clip(model_name: str, pretrained: str) -> LoadedCLIP:
     else:
         path, quick_gelu = None, config_quick_gelu
 
-    model = open_clip.create_model(name, pretrained=None, force_quick_gelu=quick_gelu)
+    model = open_clip.create_model(name, pretrained=None, force_quick_gelu=quick_gelu,
+                                   device=torch.get_default_device())
     if path is not None:
-        missing, unexpected = model.load_state_dict(_read_state_dict(path), strict=False)
+        hint = f"CLIP weights {path} do not fit open_clip model {name}"
+        try:
+            missing, unexpected = model.load_state_dict(_read_state_dict(path), strict=False)
+        except RuntimeError as e:  # shape mismatches
+            raise RuntimeError(f"{hint}: {e}\nCheck MODEL.SAN.CLIP_MODEL_NAME.") from e
         if missing or unexpected:
-            raise RuntimeError(
-                f"CLIP weights {path} do not fit open_clip model {name}: missing {missing[:5]}, "
-                f"unexpected {unexpected[:5]}. Check MODEL.SAN.CLIP_MODEL_NAME."
-            )
+            raise RuntimeError(f"{hint}: missing {missing[:5]}, unexpected {unexpected[:5]}. "
+                               "Check MODEL.SAN.CLIP_MODEL_NAME.")
         weights = f"{pretrained} ({path})" if path != pretrained else path
     else:
         weights = "random (MODEL.SAN.CLIP_PRETRAINED_NAME is empty)"
