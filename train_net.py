@@ -7,15 +7,23 @@
 
 Without CUDA the run falls back to the CPU and says so in the log.
 """
-from detectron2.checkpoint import DetectionCheckpointer
+import weakref
+
 from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, launch
 from detectron2.evaluation import DatasetEvaluators, SemSegEvaluator
 
-from san_d2 import fall_back_to_cpu_without_cuda, get_san_cfg
+from san_d2 import SANCheckpointer, fall_back_to_cpu_without_cuda, get_san_cfg
 
 
 class Trainer(DefaultTrainer):
     """detectron2's trainer with the semantic-segmentation evaluator."""
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        # Loads checkpoints that hold numpy values too (torch >= 2.6 unpickles weights only).
+        self.checkpointer = SANCheckpointer(
+            self._trainer.model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self)
+        )
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
@@ -36,7 +44,7 @@ def main(args):
     cfg = setup(args)
     if args.eval_only:
         model = Trainer.build_model(cfg)
-        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
+        SANCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
             cfg.MODEL.WEIGHTS, resume=args.resume
         )
         return Trainer.test(cfg, model)
