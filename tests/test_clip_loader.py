@@ -62,3 +62,47 @@ def test_torchscript_archives_are_recognised(tmp_path):
     torch.save({"w": torch.zeros(1)}, tmp_path / "plain.pt")
     assert _is_torchscript_archive(str(tmp_path / "jit.pt"))
     assert not _is_torchscript_archive(str(tmp_path / "plain.pt"))
+
+
+def _register_gelu_variant(tmp_path):
+    import json
+
+    import open_clip
+
+    from san_d2.modeling.clip_loader import CLIP_CONFIG_DIR
+
+    config = json.loads((CLIP_CONFIG_DIR / "san-tiny-clip-vit-p16.json").read_text())
+    config.pop("quick_gelu")
+    path = tmp_path / "tiny-gelu-test.json"
+    path.write_text(json.dumps(config))
+    open_clip.add_model_config(path)
+    return "tiny-gelu-test"
+
+
+def test_weights_trained_with_quickgelu_get_quickgelu(tmp_path, monkeypatch):
+    import open_clip
+
+    name = _register_gelu_variant(tmp_path)
+    assert not load_clip(name, "").quick_gelu
+    weights = tmp_path / "weights.pt"
+    torch.save(load_clip(name, "").model.state_dict(), weights)
+    monkeypatch.setattr(open_clip, "get_pretrained_cfg",
+                        lambda model, tag: {"quick_gelu": True} if tag == "openai" else {})
+    monkeypatch.setattr(open_clip, "download_pretrained", lambda cfg, **kw: str(weights))
+    clip = load_clip(name, "openai")
+    assert clip.quick_gelu
+    assert type(clip.model.visual.transformer.resblocks[0].mlp.gelu).__name__ == "QuickGELU"
+
+
+def test_failed_download_says_what_to_pass_instead(tmp_path, monkeypatch):
+    import open_clip
+
+    name = _register_gelu_variant(tmp_path)
+    monkeypatch.setattr(open_clip, "get_pretrained_cfg", lambda model, tag: {"quick_gelu": True})
+
+    def offline(cfg, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(open_clip, "download_pretrained", offline)
+    with pytest.raises(RuntimeError, match="set MODEL.SAN.CLIP_PRETRAINED_NAME to its path"):
+        load_clip(name, "openai")
