@@ -7,29 +7,12 @@
 
 Without CUDA the run falls back to the CPU and says so in the log.
 """
-import weakref
+import sys
 
-from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, launch
-from detectron2.evaluation import DatasetEvaluators, SemSegEvaluator
+import torch
+from detectron2.engine import default_argument_parser, default_setup, launch
 
-from san_d2 import SANCheckpointer, fall_back_to_cpu_without_cuda, get_san_cfg
-
-
-class Trainer(DefaultTrainer):
-    """detectron2's trainer with the semantic-segmentation evaluator."""
-
-    def __init__(self, cfg):
-        super().__init__(cfg)
-        # Loads checkpoints that hold numpy values too (torch >= 2.6 unpickles weights only).
-        self.checkpointer = SANCheckpointer(
-            self._trainer.model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self)
-        )
-
-    @classmethod
-    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
-        return DatasetEvaluators(
-            [SemSegEvaluator(dataset_name, distributed=True, output_dir=output_folder)]
-        )
+from san_d2 import SANCheckpointer, Trainer, fall_back_to_cpu_without_cuda, get_san_cfg
 
 
 def setup(args):
@@ -47,7 +30,10 @@ def main(args):
         SANCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
             cfg.MODEL.WEIGHTS, resume=args.resume
         )
-        return Trainer.test(cfg, model)
+        results = Trainer.test(cfg, model)
+        if cfg.TEST.AUG.ENABLED:
+            results.update(Trainer.test_with_TTA(cfg, model))
+        return results
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)
     return trainer.train()
@@ -55,6 +41,9 @@ def main(args):
 
 if __name__ == "__main__":
     args = default_argument_parser().parse_args()
+    if args.num_gpus > max(torch.cuda.device_count(), 1):
+        sys.exit(f"--num-gpus {args.num_gpus}: this machine has {torch.cuda.device_count()} "
+                 "CUDA device(s).")
     launch(
         main,
         args.num_gpus,

@@ -13,6 +13,7 @@ except ImportError as e:  # detectron2 is not on PyPI, so a plain `pip install` 
 from .checkpoint import SANCheckpointer
 from .config import add_san_config, get_san_cfg
 from .data import MaskFormerSemanticDatasetMapper, build_train_mapper, load_labelset
+from .engine import Trainer
 from .modeling import SAN, SIDE_ADAPTER_REGISTRY, CheckpointMismatchError, build_side_adapter_network
 from .utils import fall_back_to_cpu_without_cuda
 
@@ -30,4 +31,5 @@ __all__ = [
     "MaskFormerSemanticDatasetMapper",
     "build_train_mapper",
     "load_labelset",
+    "Trainer",
 ]

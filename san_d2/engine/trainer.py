@@ -1,0 +1,143 @@
+"""SAN's trainer: the paper's recipe on detectron2's DefaultTrainer."""
+import json
+import logging
+import os
+import weakref
+from collections import OrderedDict
+from typing import Dict, List
+
+import torch
+from detectron2.data import DatasetCatalog, DatasetMapper, build_detection_train_loader
+from detectron2.data.common import DatasetFromList, MapDataset
+from detectron2.data.samplers import InferenceSampler
+from detectron2.engine import DefaultTrainer
+from detectron2.evaluation import SemSegEvaluator
+from detectron2.projects.deeplab import build_lr_scheduler
+from detectron2.utils import comm
+from tabulate import tabulate
+
+from ..checkpoint import SANCheckpointer
+from ..data import build_train_mapper
+from ..modeling.test_time_augmentation import SemanticSegmentorWithTTA
+from .optim import build_optimizer
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Trainer", "records_with_dataset_name", "InferenceMapper"]
+
+SUMMARY_METRICS = ("mIoU", "fwIoU", "mACC", "pACC")
+
+
+def records_with_dataset_name(names) -> List[Dict]:
+    """The datasets' records, each tagged ``meta: {"dataset_name": ...}`` (its vocabulary)."""
+    records = []
+    for name in names:
+        for record in DatasetCatalog.get(name):
+            records.append({**record, "meta": {"dataset_name": name}})
+    return records
+
+
+class InferenceMapper(DatasetMapper):
+    """detectron2's test-time mapper, without reading the label (the evaluator reads it)."""
+
+    def __call__(self, dataset_dict):
+        return super().__call__({k: v for k, v in dataset_dict.items() if k != "sem_seg_file_name"})
+
+
+def _trivial_collate(batch):
+    return batch
+
+
+class Trainer(DefaultTrainer):
+    """DefaultTrainer with SAN's optimiser, schedule, data, evaluation and checkpoints.
+
+    On a machine without CUDA, ``SOLVER.AMP.ENABLED`` (detectron2's AMP trainer needs CUDA) is
+    turned off and training runs in float32; the log says so.
+    """
+
+    def __init__(self, cfg):
+        if cfg.SOLVER.AMP.ENABLED and not cfg.MODEL.DEVICE.startswith("cuda"):
+            logger.warning("SOLVER.AMP.ENABLED is set but the device is %s: mixed precision "
+                           "needs CUDA, training in float32.", cfg.MODEL.DEVICE)
+            cfg = cfg.clone()
+            cfg.defrost()
+            cfg.SOLVER.AMP.ENABLED = False
+            cfg.freeze()
+        super().__init__(cfg)
+        # Loads checkpoints holding numpy values too (torch >= 2.6 unpickles weights only).
+        self.checkpointer = SANCheckpointer(self._trainer.model, cfg.OUTPUT_DIR,
+                                            trainer=weakref.proxy(self))
+
+    def state_dict(self):
+        # detectron2 0.6 saves only the iteration and hook states; --resume also needs the
+        # optimizer (and AMP's grad scaler), kept by the inner trainer.
+        state = super().state_dict()
+        state["_trainer"] = self._trainer.state_dict()
+        return state
+
+    def load_state_dict(self, state_dict):
+        super().load_state_dict(state_dict)
+        if "_trainer" in state_dict:
+            self._trainer.load_state_dict(state_dict["_trainer"])
+        else:
+            logger.warning("The checkpoint holds no optimizer state; the optimizer starts afresh.")
+
+    @classmethod
+    def build_optimizer(cls, cfg, model):
+        return build_optimizer(cfg, model)
+
+    @classmethod
+    def build_lr_scheduler(cls, cfg, optimizer):
+        return build_lr_scheduler(cfg, optimizer)
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        return build_detection_train_loader(
+            cfg, mapper=build_train_mapper(cfg),
+            dataset=records_with_dataset_name(cfg.DATASETS.TRAIN))
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name):
+        records = records_with_dataset_name([dataset_name])
+        dataset = MapDataset(DatasetFromList(records, copy=False), InferenceMapper(cfg, False))
+        return torch.utils.data.DataLoader(
+            dataset, batch_size=cfg.SOLVER.TEST_IMS_PER_BATCH,
+            sampler=InferenceSampler(len(dataset)), num_workers=cfg.DATALOADER.NUM_WORKERS,
+            collate_fn=_trivial_collate)
+
+    @classmethod
+    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+        return SemSegEvaluator(dataset_name, distributed=True, output_dir=output_folder)
+
+    @classmethod
+    def test(cls, cfg, model, evaluators=None):
+        results = super().test(cfg, model, evaluators)
+        if comm.is_main_process() and results:
+            cls._report(cfg, results, "eval_results.json")
+        return results
+
+    @classmethod
+    def test_with_TTA(cls, cfg, model):
+        """Evaluates with TEST.AUG's scales and flip; results go to ``inference_TTA``."""
+        logger.info("Running inference with test-time augmentation ...")
+        tta_model = SemanticSegmentorWithTTA(cfg, model)
+        evaluators = [cls.build_evaluator(cfg, name, os.path.join(cfg.OUTPUT_DIR, "inference_TTA", name))
+                      for name in cfg.DATASETS.TEST]
+        results = super().test(cfg, tta_model, evaluators)
+        if comm.is_main_process() and results:
+            cls._report(cfg, results, "eval_results_TTA.json")
+        return OrderedDict((k + "_TTA", v) for k, v in results.items())
+
+    @staticmethod
+    def _report(cfg, results, file_name: str) -> None:
+        rows = [[name] + [res.get("sem_seg", {}).get(m, float("nan")) for m in SUMMARY_METRICS]
+                for name, res in results.items()]
+        logger.info("Evaluation summary:\n" + tabulate(
+            rows, headers=["dataset", *SUMMARY_METRICS], floatfmt=".2f"))
+        os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+        path = os.path.join(cfg.OUTPUT_DIR, file_name)
+        with open(path, "w") as f:
+            json.dump({name: {k: float(v) for k, v in res.get("sem_seg", {}).items()}
+                       for name, res in results.items()}, f, indent=2)
+        logger.info(f"Evaluation results written to {path}")
