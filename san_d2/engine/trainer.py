@@ -11,7 +11,7 @@ from detectron2.data import DatasetCatalog, DatasetMapper, build_detection_train
 from detectron2.data.common import DatasetFromList, MapDataset
 from detectron2.data.samplers import InferenceSampler
 from detectron2.engine import DefaultTrainer
-from detectron2.evaluation import SemSegEvaluator
+from detectron2.evaluation import SemSegEvaluator, inference_on_dataset
 from detectron2.projects.deeplab import build_lr_scheduler
 from detectron2.utils import comm
 from tabulate import tabulate
@@ -111,23 +111,35 @@ class Trainer(DefaultTrainer):
         return SemSegEvaluator(dataset_name, distributed=True, output_dir=output_folder)
 
     @classmethod
-    def test(cls, cfg, model, evaluators=None):
-        results = super().test(cfg, model, evaluators)
-        if comm.is_main_process() and results:
-            cls._report(cfg, results, "eval_results.json")
-        return results
+    def test(cls, cfg, model, evaluators=None) -> "OrderedDict[str, Dict]":
+        """Evaluates every dataset of ``DATASETS.TEST``, each with its own vocabulary.
+
+        Returns {dataset: {"sem_seg": metrics}} (also for a single dataset), logs a summary
+        table and writes ``OUTPUT_DIR/eval_results.json``.
+        """
+        return cls._evaluate(cfg, model, evaluators, "eval_results.json")
 
     @classmethod
-    def test_with_TTA(cls, cfg, model):
+    def test_with_TTA(cls, cfg, model) -> "OrderedDict[str, Dict]":
         """Evaluates with TEST.AUG's scales and flip; results go to ``inference_TTA``."""
         logger.info("Running inference with test-time augmentation ...")
-        tta_model = SemanticSegmentorWithTTA(cfg, model)
         evaluators = [cls.build_evaluator(cfg, name, os.path.join(cfg.OUTPUT_DIR, "inference_TTA", name))
                       for name in cfg.DATASETS.TEST]
-        results = super().test(cfg, tta_model, evaluators)
-        if comm.is_main_process() and results:
-            cls._report(cfg, results, "eval_results_TTA.json")
+        results = cls._evaluate(cfg, SemanticSegmentorWithTTA(cfg, model), evaluators,
+                                "eval_results_TTA.json")
         return OrderedDict((k + "_TTA", v) for k, v in results.items())
+
+    @classmethod
+    def _evaluate(cls, cfg, model, evaluators, file_name: str) -> "OrderedDict[str, Dict]":
+        if evaluators is not None and len(evaluators) != len(cfg.DATASETS.TEST):
+            raise ValueError(f"{len(evaluators)} evaluators for {len(cfg.DATASETS.TEST)} datasets.")
+        results = OrderedDict()
+        for i, name in enumerate(cfg.DATASETS.TEST):
+            evaluator = evaluators[i] if evaluators is not None else cls.build_evaluator(cfg, name)
+            results[name] = inference_on_dataset(model, cls.build_test_loader(cfg, name), evaluator)
+        if comm.is_main_process() and results:
+            cls._report(cfg, results, file_name)
+        return results
 
     @staticmethod
     def _report(cfg, results, file_name: str) -> None:

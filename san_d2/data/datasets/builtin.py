@@ -8,7 +8,7 @@ from .sem_seg import register_sem_seg
 __all__ = [
     "register_all_coco_stuff", "register_all_voc", "register_all_pcontext",
     "register_all_pcontext_full", "register_all_ade20k", "register_all_ade20k_full",
-    "register_all_benchmarks", "coco_stuff_id_map",
+    "register_all_synthetic", "register_all_benchmarks", "coco_stuff_id_map",
 ]
 
 # COCO category ids 1..182 that COCO-Stuff-171 does not use.
@@ -78,9 +78,17 @@ def register_all_ade20k_full(root: str) -> None:
         script="prepare_ade20k_full_sem_seg.py")
 
 
+def register_all_synthetic(root: str) -> None:
+    """san_d2's own synthetic scenes (the quick start), made by ``python -m san_d2.data.synthetic``."""
+    from ..synthetic import register_synthetic_dataset
+
+    register_synthetic_dataset(os.path.join(root, "san_synthetic"))
+
+
 def register_all_benchmarks(root: str) -> None:
     for register in (register_all_coco_stuff, register_all_voc, register_all_pcontext,
-                     register_all_pcontext_full, register_all_ade20k, register_all_ade20k_full):
+                     register_all_pcontext_full, register_all_ade20k, register_all_ade20k_full,
+                     register_all_synthetic):
         register(root)
 
 

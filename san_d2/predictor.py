@@ -1,0 +1,120 @@
+"""SANPredictor: segment one picture with any vocabulary."""
+import logging
+import os
+from dataclasses import dataclass
+from typing import Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from detectron2.config import CfgNode
+from detectron2.data import transforms as T
+from detectron2.modeling import build_model
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .checkpoint import SANCheckpointer
+from .config import get_san_cfg
+from .modeling.ov_classifier import check_vocabulary
+from .utils import fall_back_to_cpu_without_cuda
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["SANPredictor", "SegmentationResult", "load_rgb_image"]
+
+ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray]
+
+
+@dataclass
+class SegmentationResult:
+    """What :meth:`SANPredictor.predict` returns.
+
+    Attributes:
+        class_map: (H, W) int64 index into ``vocabulary`` per pixel.
+        scores: (K, H, W) float32 per-class scores (sums over proposals of class x mask
+            probabilities).
+        vocabulary: the K class names, stripped.
+    """
+
+    class_map: np.ndarray
+    scores: torch.Tensor
+    vocabulary: Tuple[str, ...]
+
+    def pixel_shares(self) -> dict:
+        """{class name: share of the pixels} for the classes present, largest first."""
+        counts = np.bincount(self.class_map.ravel(), minlength=len(self.vocabulary))
+        order = np.argsort(-counts, kind="stable")
+        return {self.vocabulary[i]: counts[i] / self.class_map.size for i in order if counts[i]}
+
+
+def load_rgb_image(image: ImageInput) -> np.ndarray:
+    """Any picture -> (H, W, 3) uint8 RGB: a path (EXIF rotation applied), a PIL image, or an
+    array (H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA.
+    """
+    if isinstance(image, (str, os.PathLike)):
+        if not os.path.isfile(image):
+            raise FileNotFoundError(f"No image file at {image}.")
+        try:
+            with Image.open(image) as opened:
+                image = ImageOps.exif_transpose(opened).convert("RGB")
+        except (UnidentifiedImageError, OSError) as e:
+            raise ValueError(f"Cannot read {image} as an image: {e}") from e
+    if isinstance(image, Image.Image):
+        return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8:
+            raise ValueError(f"Image arrays must be uint8, got {image.dtype}.")
+        if image.ndim == 2:
+            return np.repeat(image[:, :, None], 3, axis=2)
+        if image.ndim == 3 and image.shape[2] in (3, 4):
+            return np.ascontiguousarray(image[:, :, :3])
+        raise ValueError(f"Image arrays must be (H, W), (H, W, 3) or (H, W, 4), got {image.shape}.")
+    raise TypeError(f"Unsupported image type {type(image).__name__}: give a path, a PIL image "
+                    "or a numpy array.")
+
+
+class SANPredictor:
+    """Builds SAN from a config, loads weights, and segments images with a vocabulary.
+
+    Example::
+
+        predictor = SANPredictor("configs/san_clip_vit_res4_coco.yaml", "san_vit_b_16.pth")
+        result = predictor.predict("street.jpg", ["car", "road", "tree", "sky"])
+    """
+
+    def __init__(self, config: Union[str, CfgNode], weights: Optional[str] = None,
+                 opts: Sequence[str] = ()):
+        """
+        Args:
+            config: a config file or a built config (SAN keys included).
+            weights: checkpoint to load (default ``MODEL.WEIGHTS``; none: random weights).
+            opts: ``KEY VALUE`` overrides.
+        """
+        cfg = get_san_cfg(config, opts) if isinstance(config, (str, os.PathLike)) else config.clone()
+        cfg.defrost()
+        if opts and not isinstance(config, (str, os.PathLike)):
+            cfg.merge_from_list(list(opts))
+        if weights is not None:
+            cfg.MODEL.WEIGHTS = weights
+        fall_back_to_cpu_without_cuda(cfg)
+        cfg.freeze()
+        self.cfg = cfg
+        self.model = build_model(cfg).eval()
+        if cfg.MODEL.WEIGHTS:
+            SANCheckpointer(self.model).load(cfg.MODEL.WEIGHTS)
+        else:
+            logger.warning("No MODEL.WEIGHTS given: SAN runs with random side-adapter weights.")
+        self.resize = T.ResizeShortestEdge(cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)
+        self.input_format = cfg.INPUT.FORMAT
+
+    @torch.inference_mode()
+    def predict(self, image: ImageInput, vocabulary: Sequence[str]) -> SegmentationResult:
+        """Segments one image into the classes of ``vocabulary``."""
+        names = check_vocabulary(vocabulary)
+        rgb = load_rgb_image(image)
+        height, width = rgb.shape[:2]
+        resized = self.resize.get_transform(rgb).apply_image(rgb)
+        if self.input_format == "BGR":
+            resized = resized[:, :, ::-1]
+        tensor = torch.as_tensor(np.ascontiguousarray(resized.transpose(2, 0, 1)))
+        scores = self.model([{"image": tensor, "height": height, "width": width,
+                              "vocabulary": list(names)}])[0]["sem_seg"]
+        return SegmentationResult(scores.argmax(0).cpu().numpy(), scores.cpu(), names)
