@@ -22,9 +22,9 @@ $(SETUP_STAMP): requirements/torch.txt setup.py tools/install_detectron2.py
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# The main job.
+# The main job: the offline quick start (train the tiny SAN on synthetic scenes, evaluate, draw).
 run: setup
-	$(PY) -m san_d2.selfcheck --output output/selfcheck
+	$(PY) -m san_d2.quickstart --output output/quickstart
 
 clean-venv:
 	rm -rf $(VENV)

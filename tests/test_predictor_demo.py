@@ -1,0 +1,124 @@
+"""SANPredictor's inputs, the demo command, and the prediction viewer."""
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from san_d2.demo import expand_vocabulary
+from san_d2.demo import main as demo_main
+from san_d2.predictor import SANPredictor, load_rgb_image
+
+from .conftest import TINY_CONFIG
+
+VOCABULARY = ["sky", "grass", "road", "car"]
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    return SANPredictor(str(TINY_CONFIG), opts=["MODEL.DEVICE", "cpu"])
+
+
+def test_image_inputs_are_normalised(tmp_path):
+    rgb = np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    assert load_rgb_image(rgb).shape == (20, 30, 3)
+    assert load_rgb_image(rgb[:, :, 0]).shape == (20, 30, 3)
+    rgba = np.concatenate([rgb, np.full((20, 30, 1), 7, np.uint8)], axis=2)
+    assert np.array_equal(load_rgb_image(rgba), rgb)
+    Image.fromarray(rgb[:, :, 0]).save(tmp_path / "grey.png")
+    assert load_rgb_image(str(tmp_path / "grey.png")).shape == (20, 30, 3)
+    # EXIF orientation 6 (rotate 90 degrees clockwise to display): a 20x30 file shows as 30x20.
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(rgb).save(tmp_path / "rotated.jpg", exif=exif.tobytes())
+    assert load_rgb_image(str(tmp_path / "rotated.jpg")).shape == (30, 20, 3)
+
+
+def test_bad_images_fail_clearly(tmp_path):
+    (tmp_path / "broken.jpg").write_text("not an image")
+    with pytest.raises(ValueError, match="Cannot read .*broken.jpg"):
+        load_rgb_image(str(tmp_path / "broken.jpg"))
+    with pytest.raises(FileNotFoundError, match="No image file"):
+        load_rgb_image(str(tmp_path / "missing.jpg"))
+    with pytest.raises(ValueError, match="uint8"):
+        load_rgb_image(np.zeros((4, 4, 3), np.float32))
+    with pytest.raises(TypeError, match="Unsupported image type"):
+        load_rgb_image(42)
+
+
+def test_predict_returns_map_scores_and_shares(predictor):
+    image = np.random.default_rng(1).integers(0, 256, (50, 70, 3), dtype=np.uint8)
+    result = predictor.predict(image, [" sky", "grass", "road", "car"])
+    assert result.vocabulary == tuple(VOCABULARY)
+    assert result.class_map.shape == (50, 70) and result.scores.shape == (4, 50, 70)
+    assert np.array_equal(result.class_map, result.scores.argmax(0).numpy())
+    assert sum(result.pixel_shares().values()) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="non-empty list"):
+        predictor.predict(image, [])
+
+
+def test_vocabulary_expansion_is_deterministic_and_deduplicated():
+    names, count = expand_vocabulary(["cat", "grass"], "coco_stuff")
+    assert count == 2 and names[:2] == ["cat", "grass"]
+    assert names.count("grass") == 1 and len(names) == 2 + 91 - 1
+    assert expand_vocabulary(["cat"], "none") == (["cat"], 1)
+
+
+def test_demo_writes_a_drawing_per_image(tmp_path, capsys):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    rng = np.random.default_rng(2)
+    for name in ("a.jpg", "b.png"):
+        Image.fromarray(rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)).save(inputs / name)
+    (inputs / "notes.txt").write_text("skipped: not an image extension")
+    code = demo_main(["--config-file", str(TINY_CONFIG), "--input", str(inputs),
+                      "--vocabulary", "cat, dog,grass", "--output", str(tmp_path / "out"),
+                      "--expand-vocabulary", "coco_stuff", "--opts", "MODEL.DEVICE", "cpu"])
+    assert code == 0
+    drawings = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert drawings == ["a.png", "b.png"]
+    assert Image.open(tmp_path / "out" / "a.png").size == (60, 40)
+    assert "a.jpg:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--input", "/no/such/dir/*.jpg", "--vocabulary", "cat"], "no such file"),
+    (["--input", "IMAGES", "--vocabulary", " , "], "--vocabulary is empty"),
+    (["--input", "IMAGES", "--vocabulary", "cat,,dog"], "empty name"),
+])
+def test_demo_fails_clearly(tmp_path, capsys, args, message):
+    (tmp_path / "img.png").write_bytes(b"")
+    args = [a.replace("IMAGES", str(tmp_path)) for a in args]
+    with pytest.raises(SystemExit) as exit_info:
+        demo_main(["--config-file", str(TINY_CONFIG), "--output", str(tmp_path / "o"), *args])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_prediction_viewer_draws_ground_truth_and_prediction(tmp_path):
+    from san_d2.data.synthetic import generate_synthetic_dataset, register_synthetic_dataset
+    from san_d2.visualize_predictions import main as viewer_main, predictions_to_label_maps
+    import pycocotools.mask as mask_util
+
+    generate_synthetic_dataset(str(tmp_path / "data"), num_train=1, num_val=2, size=64)
+    _, val = register_synthetic_dataset(str(tmp_path / "data"), prefix="viewer_test")
+    from detectron2.data import DatasetCatalog
+
+    entries = []
+    for record in DatasetCatalog.get(val):
+        label = np.asarray(Image.open(record["sem_seg_file_name"]))
+        for c in np.unique(label[label != 255]):
+            rle = mask_util.encode(np.asfortranarray((label == c).astype(np.uint8)))
+            rle["counts"] = rle["counts"].decode()
+            entries.append({"file_name": record["file_name"], "category_id": int(c),
+                            "segmentation": rle})
+    path = tmp_path / "sem_seg_predictions.json"
+    path.write_text(json.dumps(entries))
+    maps = predictions_to_label_maps(entries, val)
+    for record in DatasetCatalog.get(val):
+        label = np.asarray(Image.open(record["sem_seg_file_name"])).astype(np.int64)
+        assert np.array_equal(maps[record["file_name"]][label != 255], label[label != 255])
+    assert viewer_main(["--predictions", str(path), "--dataset", val,
+                        "--output", str(tmp_path / "vis")]) == 0
+    assert len(list((tmp_path / "vis").glob("*.png"))) == 2
+    assert Image.open(next((tmp_path / "vis").glob("*.png"))).size == (128, 64)
