@@ -36,15 +36,21 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import pickle
 import sys
+from collections import Counter
 from pathlib import Path, PurePosixPath
 
 import cv2
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
+
+# The helper sits next to this script; put it on the path also when the script is loaded by path.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _prepare_common import (  # noqa: E402
+    PrepareError, add_datasets_root_option, atomic_save, convert_items, new_parser,
+    report_totals, require, require_all, run_reporting_errors,
+)
 
 ADE_DIRNAME = "ADE20K_2021_17_01"
 CLASS_TABLE = Path(__file__).resolve().with_name("ade20k_847_classes.json")
@@ -67,10 +73,6 @@ Raw file to download and where to unpack it:
   (or pass --ade-root). Outputs go next to them, under <root>/ADE20K_2021_17_01/ (--output).
 The datasets root is $DETECTRON2_DATASETS, else ./datasets (--datasets-root).
 """
-
-
-class PrepareError(RuntimeError):
-    """A missing or malformed input; main() prints it and exits non-zero."""
 
 
 def raw_ids_sha256(raw_ids: list[int]) -> str:
@@ -295,11 +297,8 @@ def convert_one(src: Path, filename: str, out_root: Path, lut: np.ndarray,
         label = map_to_train_ids(class_map, lut)
     except ValueError as e:
         raise PrepareError(f"{seg_path}: {e}") from e
-    for dst, pil, fmt in ((dst_img, Image.fromarray(img), "JPEG"),
-                          (dst_lab, Image.fromarray(label), "TIFF")):
-        tmp = dst.with_name(dst.name + ".part")
-        pil.save(tmp, format=fmt)
-        os.replace(tmp, dst)
+    atomic_save(Image.fromarray(img), dst_img, "JPEG")
+    atomic_save(Image.fromarray(label), dst_lab, "TIFF")
     return True
 
 
@@ -309,11 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     Returns:
         The parser.
     """
-    p = argparse.ArgumentParser(description=DESCRIPTION,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--datasets-root", type=Path,
-                   default=Path(os.environ.get("DETECTRON2_DATASETS", "datasets")),
-                   help="datasets root (default: $DETECTRON2_DATASETS or ./datasets)")
+    p = new_parser(DESCRIPTION)
+    add_datasets_root_option(p)
     p.add_argument("--ade-root", type=Path, default=None,
                    help=f"unpacked {ADE_DIRNAME} folder (default: <root>/{ADE_DIRNAME})")
     p.add_argument("--index", type=Path, default=None,
@@ -339,39 +335,24 @@ def run(args: argparse.Namespace) -> int:
     ade_root = args.ade_root or args.datasets_root / ADE_DIRNAME
     how = (f"download {ADE_DIRNAME}.zip from the ADE20K site and unzip it into the datasets root "
            f"(or pass --ade-root)")
-    if not ade_root.is_dir():
-        raise PrepareError(f"missing folder {ade_root}: {how}")
+    require(ade_root, how, kind="folder")
     index_path = args.index or ade_root / "index_ade20k.pkl"
-    if not index_path.is_file():
-        raise PrepareError(f"missing file {index_path}: {how}")
+    require(index_path, how)
     items = [(input_path(ade_root, d, n), n) for d, n in load_index(index_path)]
-
-    missing = [p for src, _ in items for p in (src, seg_path_for(src)) if not p.is_file()]
-    if missing:
-        shown = "\n  ".join(str(p) for p in missing[:10])
-        raise PrepareError(f"{len(missing)} files listed in {index_path} are missing "
-                           f"(is {ADE_DIRNAME}.zip fully unpacked?), e.g.:\n  {shown}")
+    require_all((p for src, _ in items for p in (src, seg_path_for(src))),
+                f"files listed in {index_path} are missing "
+                f"(is {ADE_DIRNAME}.zip fully unpacked?)")
 
     out_root = args.output or args.datasets_root / ADE_DIRNAME
     for sub in ("images_detectron2", "annotations_detectron2"):
         for split in ("training", "validation"):
             (out_root / sub / split).mkdir(parents=True, exist_ok=True)
-    seen = written = skipped = 0
-    per_split = {"training": 0, "validation": 0}
-    for src, filename in tqdm(items, desc="ade20k_full", unit="img"):
-        seen += 1
-        per_split[split_of(filename)] += 1
-        if convert_one(src, filename, out_root, lut, args.overwrite):
-            written += 1
-        else:
-            skipped += 1
+    written, skipped = convert_items(
+        items, lambda item: convert_one(*item, out_root, lut, args.overwrite), "ade20k_full")
+    per_split = Counter(split_of(filename) for _, filename in items)
     print(f"training: {per_split['training']} images, validation: {per_split['validation']} "
           f"images -> {out_root}")
-    print(f"inputs seen: {seen}, written: {written}, skipped (already existed): {skipped}")
-    if written + skipped == 0:
-        print(f"error: nothing was converted ({index_path} lists no images)", file=sys.stderr)
-        return 1
-    return 0
+    return report_totals(written, skipped, f"nothing was converted ({index_path} lists no images)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -384,11 +365,7 @@ def main(argv: list[str] | None = None) -> int:
         0 on success, 1 if nothing was converted, 2 on a missing or malformed input.
     """
     args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except PrepareError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run_reporting_errors(lambda: run(args), error_code=2)
 
 
 if __name__ == "__main__":

@@ -1,17 +1,20 @@
 #!/usr/bin/env python3
 """Convert Pascal VOC 2012 (SBD-augmented) label maps to the 20-class detectron2 format.
 
-Standalone: needs only numpy, Pillow and tqdm. Run with --help for the downloads.
+Standalone apart from _prepare_common.py next to it: needs only numpy, Pillow and tqdm. Run with
+--help for the downloads.
 """
-import argparse
-import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
-from tqdm import tqdm
+
+# The helper sits next to this script; put it on the path also when the script is loaded by path.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _prepare_common import (  # noqa: E402
+    PrepareError, SplitCounts, convert_splits, converted_any, lookup_train_ids,
+    parse_root_and_overwrite, print_counts, run_reporting_errors,
+)
 
 SPLITS = ("train", "val")
 IGNORE_LABEL = 255
@@ -63,27 +66,6 @@ and writes VOC2012/annotations_detectron2/{train,val}/<id>.png: uint8 train ids 
 """
 
 
-class PreparationError(Exception):
-    """An input is missing or malformed; the message says which and what to download."""
-
-
-@dataclass
-class SplitCounts:
-    """What happened to the inputs of one split.
-
-    Attributes:
-        seen: Listed ids examined.
-        written: Output files written by this run.
-        existing: Outputs already present and left alone (resumed run).
-        empty: Inputs whose converted label is entirely ignore, not written.
-    """
-
-    seen: int = 0
-    written: int = 0
-    existing: int = 0
-    empty: int = 0
-
-
 def convert_label(label: np.ndarray) -> np.ndarray:
     """Maps a raw SegmentationClassAug label map to train ids.
 
@@ -92,90 +74,11 @@ def convert_label(label: np.ndarray) -> np.ndarray:
 
     Returns:
         A uint8 array of the same shape: raw 1..20 become 0..19, every other value becomes 255.
-    """
-    label = np.asarray(label)
-    if not np.issubdtype(label.dtype, np.integer):
-        raise ValueError(f"expected an integer label map, got dtype {label.dtype}")
-    train_ids = np.full(label.shape, IGNORE_LABEL, dtype=np.uint8)
-    in_table = (label >= 0) & (label < len(_TRAIN_ID_OF_RAW))
-    train_ids[in_table] = _TRAIN_ID_OF_RAW[label[in_table]]
-    return train_ids
-
-
-def read_label(path: Path) -> np.ndarray:
-    """Reads a single-channel (grayscale or palette) label PNG as an array of its stored values.
-
-    Args:
-        path: The PNG file.
-
-    Returns:
-        The 2-D array of pixel values (palette indices for a palette PNG).
 
     Raises:
-        PreparationError: The file cannot be decoded or is not single-channel.
+        ValueError: The array is not integer.
     """
-    try:
-        with Image.open(path) as image:
-            label = np.array(image)
-    except OSError as error:
-        raise PreparationError(f"cannot read {path}: {error}") from error
-    if label.ndim != 2:
-        raise PreparationError(f"{path} is not a single-channel label map (shape {label.shape})")
-    return label
-
-
-def write_label(label: np.ndarray, path: Path) -> None:
-    """Writes a uint8 label map as a mode-L PNG, atomically.
-
-    The PNG is written to a temporary name and then renamed, so an interrupted run never leaves
-    a truncated file that a resumed run would take for a finished one.
-
-    Args:
-        label: 2-D uint8 array.
-        path: Destination PNG.
-    """
-    temporary = path.with_name(path.name + ".tmp")
-    try:
-        Image.fromarray(label).save(temporary, format="PNG")
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
-
-
-def convert_split(pairs: list, overwrite: bool, description: str) -> SplitCounts:
-    """Converts the raw labels of one split.
-
-    Args:
-        pairs: (raw PNG, output PNG) paths.
-        overwrite: Rewrite outputs that already exist (and delete ones whose input is now
-            entirely ignore) instead of skipping them.
-        description: Label of the progress bar.
-
-    Returns:
-        The counts of the split.
-
-    Raises:
-        PreparationError: A raw label cannot be read or converted.
-    """
-    counts = SplitCounts()
-    for source, destination in tqdm(pairs, desc=description, unit="label"):
-        counts.seen += 1
-        if destination.exists() and not overwrite:
-            counts.existing += 1
-            continue
-        try:
-            train_ids = convert_label(read_label(source))
-        except ValueError as error:
-            raise PreparationError(f"{source}: {error}") from error
-        if np.all(train_ids == IGNORE_LABEL):
-            counts.empty += 1
-            if destination.exists():  # stale output of an earlier run (only with --overwrite)
-                destination.unlink()
-            continue
-        write_label(train_ids, destination)
-        counts.written += 1
-    return counts
+    return lookup_train_ids(label, _TRAIN_ID_OF_RAW, IGNORE_LABEL)
 
 
 def read_id_list(voc_dir: Path, split: str) -> list:
@@ -189,25 +92,25 @@ def read_id_list(voc_dir: Path, split: str) -> list:
         The ids in file order.
 
     Raises:
-        PreparationError: The list is missing, empty or has a line that is not a bare id.
+        PrepareError: The list is missing, empty or has a line that is not a bare id.
     """
     list_file = voc_dir / f"{split}.txt"
     hint = LIST_HINTS[split].format(voc=voc_dir)
     if not list_file.is_file():
-        raise PreparationError(f"missing file {list_file}: download {hint}")
+        raise PrepareError(f"missing file {list_file}: download {hint}")
     ids = []
     for line_number, line in enumerate(list_file.read_text().splitlines(), start=1):
         image_id = line.strip()
         if not image_id:
             continue
         if "/" in image_id or " " in image_id or image_id.endswith((".png", ".jpg")):
-            raise PreparationError(
+            raise PrepareError(
                 f"{list_file} line {line_number} is {line!r}, expected a bare image id such as "
                 f"2007_000032: download {hint}"
             )
         ids.append(image_id)
     if not ids:
-        raise PreparationError(f"{list_file} lists no image id: download {hint}")
+        raise PrepareError(f"{list_file} lists no image id: download {hint}")
     return ids
 
 
@@ -222,18 +125,18 @@ def check_inputs(voc_dir: Path, datasets_root: Path) -> dict:
         {split: ids}.
 
     Raises:
-        PreparationError: Something is missing; the message names it and what to download.
+        PrepareError: Something is missing; the message names it and what to download.
     """
     if not voc_dir.is_dir():
         advice = ""
         if datasets_root.name == "VOC2012":
             advice = " (pass the datasets root that contains VOC2012/, not VOC2012 itself)"
-        raise PreparationError(
+        raise PrepareError(
             f"missing folder {voc_dir}{advice}: download {VOC_HINT.format(voc=voc_dir)}"
         )
     label_dir = voc_dir / "SegmentationClassAug"
     if not label_dir.is_dir():
-        raise PreparationError(
+        raise PrepareError(
             f"missing folder {label_dir}: download {AUG_HINT.format(voc=voc_dir)}"
         )
     ids = {split: read_id_list(voc_dir, split) for split in SPLITS}
@@ -241,7 +144,7 @@ def check_inputs(voc_dir: Path, datasets_root: Path) -> dict:
         missing = [i for i in ids[split] if not (label_dir / f"{i}.png").is_file()]
         if missing:
             examples = ", ".join(str(label_dir / f"{i}.png") for i in missing[:3])
-            raise PreparationError(
+            raise PrepareError(
                 f"{len(missing)} of the {len(ids[split])} labels listed in {voc_dir}/{split}.txt "
                 f"are missing, e.g. {examples}: download {AUG_HINT.format(voc=voc_dir)}"
             )
@@ -260,11 +163,7 @@ def report_split(split: str, counts: SplitCounts, ids: list, voc_dir: Path) -> b
     Returns:
         True when the split has at least one converted label.
     """
-    print(
-        f"{split}: {counts.seen} listed ids seen, {counts.written} written, "
-        f"{counts.existing} skipped as existing, {counts.empty} skipped as all-ignore"
-    )
-    assert counts.seen == counts.written + counts.existing + counts.empty == len(ids)
+    print_counts(split, counts, "listed ids", len(ids))
 
     image_dir = voc_dir / "JPEGImages"
     if image_dir.is_dir():
@@ -276,35 +175,47 @@ def report_split(split: str, counts: SplitCounts, ids: list, voc_dir: Path) -> b
         print(f"  note: {image_dir} not found, images not checked; download "
               f"{VOC_HINT.format(voc=voc_dir)} before training or evaluating")
 
-    if counts.written + counts.existing == 0:
-        print(f"  error: no label of {split} was converted "
-              f"(all {counts.seen} listed labels are entirely ignore)", file=sys.stderr)
-        return False
-    return True
+    return converted_any(counts, f"no label of {split} was converted "
+                         f"(all {counts.seen} listed labels are entirely ignore)")
 
 
 def parse_args(argv):
-    """Parses the command line.
+    """Parses ``[datasets_root] [--overwrite]``.
 
     Args:
         argv: Arguments without the program name, or None for sys.argv[1:].
 
     Returns:
-        The parsed namespace.
+        The namespace: ``datasets_root`` (the folder holding VOC2012/) and
+        ``overwrite``.
     """
-    parser = argparse.ArgumentParser(
-        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "datasets_root", nargs="?", type=Path,
-        default=Path(os.environ.get("DETECTRON2_DATASETS", "datasets")),
-        help="datasets root holding VOC2012/ (default: $DETECTRON2_DATASETS, else 'datasets')",
-    )
-    parser.add_argument(
-        "--overwrite", action="store_true",
-        help="rewrite outputs that already exist (default: skip them, so reruns resume)",
-    )
-    return parser.parse_args(argv)
+    return parse_root_and_overwrite(argv, DESCRIPTION, "VOC2012/")
+
+
+def run(args) -> int:
+    """Converts the listed VOC2012/SegmentationClassAug labels into VOC2012/annotations_detectron2/.
+
+    Prints the summary of each split.
+
+    Args:
+        args: The namespace of ``parse_args``.
+
+    Returns:
+        The exit code: 0, or 1 when a split converted nothing.
+
+    Raises:
+        PrepareError: An input is missing or malformed.
+    """
+    voc_dir = args.datasets_root / "VOC2012"
+    ids = check_inputs(voc_dir, args.datasets_root)
+    label_dir = voc_dir / "SegmentationClassAug"
+    output_dir = voc_dir / "annotations_detectron2"
+    pairs = {split: [(label_dir / f"{i}.png", output_dir / split / f"{i}.png") for i in ids[split]]
+             for split in SPLITS}
+    return convert_splits(
+        pairs, convert_label, args.overwrite,
+        lambda split, counts: report_split(split, counts, ids[split], voc_dir),
+        skip_all=IGNORE_LABEL)
 
 
 def main(argv=None) -> int:
@@ -317,23 +228,7 @@ def main(argv=None) -> int:
         0 on success, 1 when an input is missing or malformed or a split converted nothing.
     """
     args = parse_args(argv)
-    voc_dir = args.datasets_root / "VOC2012"
-    try:
-        ids = check_inputs(voc_dir, args.datasets_root)
-        all_ok = True
-        for split in SPLITS:
-            output_dir = voc_dir / "annotations_detectron2" / split
-            output_dir.mkdir(parents=True, exist_ok=True)
-            pairs = [
-                (voc_dir / "SegmentationClassAug" / f"{i}.png", output_dir / f"{i}.png")
-                for i in ids[split]
-            ]
-            counts = convert_split(pairs, args.overwrite, split)
-            all_ok &= report_split(split, counts, ids[split], voc_dir)
-    except PreparationError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0 if all_ok else 1
+    return run_reporting_errors(lambda: run(args), error_code=1)
 
 
 if __name__ == "__main__":
