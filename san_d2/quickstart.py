@@ -20,6 +20,7 @@ from typing import Sequence
 
 import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.utils.env import seed_all_rng
 from detectron2.utils.logger import setup_logger
 from PIL import Image
 
@@ -59,15 +60,17 @@ def run(output: str, fresh: bool, opts: Sequence[str]) -> float:
     cfg = get_san_cfg(str(CONFIG), ["OUTPUT_DIR", output, *opts])
     fall_back_to_cpu_without_cuda(cfg)
     cfg.freeze()
+    seed_all_rng(None if cfg.SEED < 0 else cfg.SEED)
 
     start = time.perf_counter()
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=not fresh)
-    if trainer.start_iter >= cfg.SOLVER.MAX_ITER:
+    reused = trainer.start_iter >= cfg.SOLVER.MAX_ITER
+    if reused:
         logger.info(f"Reusing the finished training in {output} (pass --fresh to retrain).")
     else:
         trainer.train()
-    train_seconds = time.perf_counter() - start
+    training = "reused" if reused else f"{time.perf_counter() - start:.0f} s of training"
 
     val = cfg.DATASETS.TEST[0]
     results = Trainer.test(cfg, trainer.model)[val]["sem_seg"]
@@ -78,7 +81,7 @@ def run(output: str, fresh: bool, opts: Sequence[str]) -> float:
         "--max-images", "8"])
     demo_vocabulary_pass(cfg, val, os.path.join(output, "demo"))
     logger.info(f"Quick start: held-out mIoU {results['mIoU']:.1f} (chance {chance:.1f}), "
-                f"{cfg.SOLVER.MAX_ITER} iterations, {train_seconds:.0f} s for training; "
+                f"{cfg.SOLVER.MAX_ITER} iterations ({training}); "
                 f"results in {output}/eval_results.json, drawings in {output}/.")
     return results["mIoU"]
 

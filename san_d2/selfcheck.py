@@ -31,12 +31,12 @@ from tabulate import tabulate
 from detectron2.modeling import build_model
 
 from .config import get_san_cfg
+from .data.synthetic import IGNORE_LABEL, SYNTHETIC_CLASSES, make_scene
 from .utils import fall_back_to_cpu_without_cuda
 
 logger = logging.getLogger("san_d2.selfcheck")
 
-SCENE_CLASSES = ["sky", "grass", "sun"]
-IGNORE_LABEL = 255
+SCENE_CLASSES = list(SYNTHETIC_CLASSES)
 REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
@@ -72,22 +72,6 @@ def check_configs(config_dir: Path) -> List[Tuple[str, str, str, str]]:
     return rows
 
 
-def make_scene(height: int, width: int, seed: int = 0) -> Tuple[np.ndarray, np.ndarray]:
-    """A sky/grass/sun picture with its label map (an ignored band along the horizon).
-
-    Returns:
-        image (H, W, 3) uint8 RGB and label (H, W) uint8 with ids into SCENE_CLASSES or 255.
-    """
-    rng = np.random.default_rng(seed)
-    ys, xs = np.mgrid[0:height, 0:width]
-    label = np.where(ys < height // 2, 0, 1).astype(np.uint8)
-    label[(ys - height // 4) ** 2 + (xs - 3 * width // 4) ** 2 < (height // 8) ** 2] = 2
-    label[np.abs(ys - height // 2) < 2] = IGNORE_LABEL
-    palette = np.array([[110, 160, 230], [60, 150, 60], [250, 220, 60]], dtype=np.float64)
-    image = palette[np.minimum(label, 2)] + rng.normal(0, 12, (height, width, 3))
-    return np.clip(image, 0, 255).astype(np.uint8), label
-
-
 def reference_miou(pred: np.ndarray, gt: np.ndarray, num_classes: int) -> float:
     """mIoU x 100 over classes present in the ground truth or the prediction, ignoring 255."""
     valid = gt != IGNORE_LABEL
@@ -103,7 +87,7 @@ def run_pipeline(output: Path, work: Path) -> Dict[str, float]:
     """Registers a generated dataset, evaluates a shifted prediction and draws both maps."""
     (work / "images").mkdir()
     (work / "labels").mkdir()
-    image, label = make_scene(120, 160)
+    image, label = make_scene(128, np.random.default_rng(0))
     Image.fromarray(image).save(work / "images" / "scene.jpg")
     Image.fromarray(label).save(work / "labels" / "scene.png")
 
@@ -145,11 +129,11 @@ def segment_with_tiny_san(config_dir: Path, output: Path) -> Dict[str, float]:
     cfg = get_san_cfg(str(config_dir / "tiny" / "san_tiny.yaml"))
     fall_back_to_cpu_without_cuda(cfg)
     model = build_model(cfg).eval()
-    image, _ = make_scene(120, 160)
+    image, _ = make_scene(128, np.random.default_rng(0))
     with torch.inference_mode():
         scores = model([{"image": torch.from_numpy(image).permute(2, 0, 1).contiguous(),
                          "vocabulary": SCENE_CLASSES}])[0]["sem_seg"]
-    if scores.shape != (len(SCENE_CLASSES), 120, 160) or not torch.isfinite(scores).all():
+    if scores.shape != (len(SCENE_CLASSES), 128, 128) or not torch.isfinite(scores).all():
         raise RuntimeError(f"SAN returned {tuple(scores.shape)} scores with non-finite values.")
     classes = scores.argmax(0).cpu()
     metadata = MetadataCatalog.get("san_d2_selfcheck")

@@ -8,6 +8,7 @@ from typing import Dict, List
 
 import torch
 from detectron2.data import DatasetCatalog, DatasetMapper, build_detection_train_loader
+from detectron2.data.build import trivial_batch_collator
 from detectron2.data.common import DatasetFromList, MapDataset
 from detectron2.data.samplers import InferenceSampler
 from detectron2.engine import DefaultTrainer
@@ -42,10 +43,6 @@ class InferenceMapper(DatasetMapper):
 
     def __call__(self, dataset_dict):
         return super().__call__({k: v for k, v in dataset_dict.items() if k != "sem_seg_file_name"})
-
-
-def _trivial_collate(batch):
-    return batch
 
 
 class Trainer(DefaultTrainer):
@@ -103,7 +100,7 @@ class Trainer(DefaultTrainer):
         return torch.utils.data.DataLoader(
             dataset, batch_size=cfg.SOLVER.TEST_IMS_PER_BATCH,
             sampler=InferenceSampler(len(dataset)), num_workers=cfg.DATALOADER.NUM_WORKERS,
-            collate_fn=_trivial_collate)
+            collate_fn=trivial_batch_collator)
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):

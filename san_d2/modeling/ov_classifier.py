@@ -123,7 +123,8 @@ class OpenVocabClassifier(nn.Module):
         chunks = [self.encode_text(chunk) for chunk in tokens.split(self.text_batch_size)]
         embeddings = F.normalize(torch.cat(chunks).float(), dim=-1)
         embeddings = embeddings.reshape(len(names), len(self.templates), -1).mean(dim=1)
-        logger.debug(f"Encoded {len(prompts)} prompts for a {len(names)}-class vocabulary.")
+        logger.info(f"Encoded {len(prompts)} prompts for a {len(names)}-class vocabulary "
+                    "(cached for later calls).")
         return F.normalize(embeddings, dim=-1)
 
     def forward(self, mask_embeddings: torch.Tensor, vocabulary: Sequence[str]) -> torch.Tensor:

@@ -109,6 +109,11 @@ class SAN(nn.Module):
             oversample_ratio=san.OVERSAMPLE_RATIO,
             importance_sample_ratio=san.IMPORTANCE_SAMPLE_RATIO,
         )
+        logger.info(
+            f"SAN on {cfg.MODEL.DEVICE} (float32 weights): CLIP {san.CLIP_MODEL_NAME} with "
+            f"{clip.weights} weights, side adapter {cfg.MODEL.SIDE_ADAPTER.VIT_NAME}, "
+            f"{cfg.MODEL.SIDE_ADAPTER.NUM_QUERIES} queries, training vocabulary of "
+            f"{san.NUM_CLASSES} classes, prompt templates '{san.CLIP_TEMPLATE_SET}'.")
         return {
             "clip_visual_extractor": ClipVisualFeatureExtractor(
                 visual, san.FEATURE_LAST_LAYER_IDX, san.CLIP_FROZEN_EXCLUDE),
