@@ -55,8 +55,10 @@ def test_clip_input_resize_uses_the_scale_factor_itself():
 def test_attention_mask_layout():
     b, h, q, length = 2, 3, 4, 5
     bias = torch.randn(b, h, q, length, dtype=torch.float64)
-    ours = build_recognition_attn_mask(bias).reshape(b, h, q + 1 + length, q + 1 + length)
     n = q + 1 + length
+    rows = build_recognition_attn_mask(bias)
+    assert rows.sos_rows.shape == (b, h, q, n) and rows.other_rows.shape == (1, 1, 1, n)
+    ours = torch.cat([rows.sos_rows, rows.other_rows.expand(b, h, n - q, n)], dim=2)
     expected = torch.zeros(b, h, n, n, dtype=torch.float64)
     for bi in range(b):
         for hi in range(h):

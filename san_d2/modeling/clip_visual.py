@@ -14,7 +14,9 @@ __all__ = [
     "ClipVisualFeatureExtractor",
     "RecWithAttnBiasHead",
     "resize_grid_pos_embed",
+    "RecognitionAttnMask",
     "build_recognition_attn_mask",
+    "biased_block_forward",
 ]
 
 # Additive attention mask value that keeps a token from attending (the paper's choice, not -inf).
@@ -124,26 +126,79 @@ def downsample_attn_bias(bias: torch.Tensor, size: Tuple[int, int], method: str)
     return x.reshape(batch, heads, queries, *size)
 
 
-def build_recognition_attn_mask(bias: torch.Tensor) -> torch.Tensor:
-    """The float attention mask of the recognition head, sequence [Q sos, cls, L patches].
+class RecognitionAttnMask(NamedTuple):
+    """The recognition head's additive attention mask over [Q sos, cls, L patches], by rows.
 
-    Rows attend normally except that no token sees another sos token (only itself), sos tokens
-    do not see cls, and sos rows x patch columns carry the attention bias.
+    Attributes:
+        sos_rows: (B, H, Q, N), N = Q + 1 + L: a sos token sees only itself among the sos
+            tokens, not the cls token, and the patches through the attention bias.
+        other_rows: (1, 1, 1, N), the same for every cls and patch row: the sos columns are
+            blocked, everything else is open, so these tokens evolve exactly as in plain CLIP.
+    """
 
-    Args:
-        bias: (B, H, Q, L).
-    Returns:
-        (B * H, N, N), N = Q + 1 + L, image-major (index b * H + h).
+    sos_rows: torch.Tensor
+    other_rows: torch.Tensor
+
+
+def build_recognition_attn_mask(bias: torch.Tensor) -> RecognitionAttnMask:
+    """The recognition head's attention mask for an attention bias (B, H, Q, L).
+
+    Only the Q sos rows differ per image and head; the other 1 + L rows share one row, which
+    is broadcast instead of materialising the (N, N) mask of every image and head.
     """
     batch, heads, queries, length = bias.shape
     n = queries + 1 + length
-    mask = bias.new_zeros(batch, heads, n, n)
-    mask[..., :queries] = BLOCKED
+    sos_rows = bias.new_full((batch, heads, queries, n), BLOCKED)
     diagonal = torch.arange(queries, device=bias.device)
-    mask[..., diagonal, diagonal] = 0.0
-    mask[..., :queries, queries] = BLOCKED
-    mask[..., :queries, queries + 1:] = bias
-    return mask.flatten(0, 1)
+    sos_rows[..., diagonal, diagonal] = 0.0
+    sos_rows[..., queries + 1:] = bias
+    other_rows = bias.new_zeros((1, 1, 1, n))
+    other_rows[..., :queries] = BLOCKED
+    return RecognitionAttnMask(sos_rows, other_rows)
+
+
+def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """(B, N, D) -> (B, heads, N, D / heads)."""
+    return x.unflatten(-1, (heads, -1)).transpose(1, 2)
+
+
+def biased_block_forward(block: nn.Module, x: torch.Tensor, mask: RecognitionAttnMask,
+                         queries: int) -> torch.Tensor:
+    """One open_clip ``ResidualAttentionBlock`` on [sos, cls, patches] under ``mask``.
+
+    The same function as ``block(x, attn_mask=full_mask)``, with the sos rows and the other
+    rows attending in two ``scaled_dot_product_attention`` calls, each with its own mask.
+
+    Args:
+        block: the CLIP block (``ln_1``, ``attn`` an ``nn.MultiheadAttention``, ``ls_1``,
+            ``ln_2``, ``mlp``, ``ls_2``).
+        x: (B, N, D) tokens, sos first.
+        mask: the rows of the additive mask.
+        queries: Q, the number of sos tokens.
+    Returns:
+        (B, N, D).
+    """
+    attn = block.attn
+    dropout = attn.dropout if block.training else 0.0
+    q, k, v = F.linear(block.ln_1(x), attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
+    q, k, v = (_split_heads(t, attn.num_heads) for t in (q, k, v))
+    sos = F.scaled_dot_product_attention(q[:, :, :queries], k, v, dropout_p=dropout,
+                                         attn_mask=mask.sos_rows.to(q.dtype))
+    others = F.scaled_dot_product_attention(q[:, :, queries:], k, v, dropout_p=dropout,
+                                            attn_mask=mask.other_rows.to(q.dtype))
+    out = torch.cat([sos, others], dim=2).transpose(1, 2).flatten(2)
+    x = x + block.ls_1(F.linear(out, attn.out_proj.weight, attn.out_proj.bias))
+    return x + block.ls_2(block.mlp(block.ln_2(x)))
+
+
+def _check_plain_clip_block(block: nn.Module) -> None:
+    attn = getattr(block, "attn", None)
+    if (not isinstance(attn, nn.MultiheadAttention) or attn.in_proj_weight is None
+            or not attn.batch_first or hasattr(block, "ln_1_kv")):
+        raise ValueError(f"The recognition head needs CLIP blocks with a batch-first packed "
+                         f"nn.MultiheadAttention self-attention (open_clip's "
+                         f"ResidualAttentionBlock), got {type(block).__name__}: this CLIP "
+                         "architecture is not supported.")
 
 
 class RecWithAttnBiasHead(nn.Module):
@@ -176,6 +231,8 @@ class RecWithAttnBiasHead(nn.Module):
             raise ValueError(f"Unknown REC_DOWNSAMPLE_METHOD {downsample_method!r}: use one of "
                              f"{self.DOWNSAMPLE_METHODS}.")
         self.resblocks = nn.ModuleList(visual.transformer.resblocks[first_layer_idx:])
+        for block in self.resblocks:
+            _check_plain_clip_block(block)
         self.ln_post = visual.ln_post
         self.proj = visual.proj
         self.num_heads = self.resblocks[0].attn.num_heads
@@ -205,7 +262,7 @@ class RecWithAttnBiasHead(nn.Module):
         patches = feature.spatial.flatten(2).transpose(1, 2)
         x = torch.cat([sos, feature.cls_token[:, None], patches], dim=1)
         for i, block in enumerate(self.resblocks):
-            x = block(x, attn_mask=masks[i if len(masks) > 1 else 0].to(x.dtype))
+            x = biased_block_forward(block, x, masks[i if len(masks) > 1 else 0], queries)
         x = self.ln_post(x[:, :queries]) @ self.proj
         return F.normalize(x, dim=-1)
 
@@ -215,7 +272,7 @@ class RecWithAttnBiasHead(nn.Module):
         learned = self.sos_token[:, 0].expand(cls_token.shape[0], -1, -1)
         return learned + cls_token[:, None] if self.sos_token_format == "pos_embedding" else learned
 
-    def _attn_mask(self, bias: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
+    def _attn_mask(self, bias: torch.Tensor, size: Tuple[int, int]) -> RecognitionAttnMask:
         heads = bias.shape[1]
         if heads not in (1, self.num_heads):
             raise ValueError(f"The attention bias has {heads} heads and CLIP {self.num_heads}: "
