@@ -9,6 +9,18 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SAN_D2_SHARED", REPO_ROOT.parent / "shared"))
 
 
+# The user's cache root, before the tests point XDG_CACHE_HOME elsewhere (None: ~/.cache).
+USER_CACHE_HOME = os.environ.get("XDG_CACHE_HOME")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache_home(tmp_path_factory):
+    """Persisted text embeddings ("auto" cache) go to a temporary folder, not ~/.cache."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache_home")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     if not (SHARED / "spec").is_dir():

@@ -9,7 +9,7 @@ import zipfile
 
 import pytest
 
-from .conftest import REPO_ROOT
+from .conftest import REPO_ROOT, USER_CACHE_HOME
 
 INSTALLER_PATH = REPO_ROOT / "tools" / "install_detectron2.py"
 
@@ -24,7 +24,12 @@ def installer():
 
 @pytest.fixture(scope="module")
 def cached_sdist(installer):
-    path = installer.default_cache_dir() / installer.SDIST_FILE
+    with pytest.MonkeyPatch.context() as patch:  # where `make setup` cached it
+        if USER_CACHE_HOME is None:
+            patch.delenv("XDG_CACHE_HOME")
+        else:
+            patch.setenv("XDG_CACHE_HOME", USER_CACHE_HOME)
+        path = installer.default_cache_dir() / installer.SDIST_FILE
     if not path.is_file():
         pytest.skip(f"{path} not cached (it is after `make setup` installed detectron2)")
     return path

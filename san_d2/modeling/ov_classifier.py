@@ -1,8 +1,12 @@
 """Open-vocabulary classifier: CLIP's text tower turns class names into classifier weights."""
+import hashlib
 import json
 import logging
+import os
+import tempfile
 from importlib import resources
-from typing import Callable, Dict, List, Sequence, Tuple
+from pathlib import Path
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -10,7 +14,8 @@ from torch.nn import functional as F
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["OpenVocabClassifier", "load_template_set", "check_vocabulary"]
+__all__ = ["OpenVocabClassifier", "load_template_set", "check_vocabulary",
+           "resolve_text_cache_dir"]
 
 
 def load_template_set(name: str) -> Tuple[str, ...]:
@@ -46,21 +51,39 @@ def check_vocabulary(names: Sequence[str]) -> Tuple[str, ...]:
     return tuple(stripped)
 
 
+def resolve_text_cache_dir(setting: str) -> Optional[Path]:
+    """MODEL.SAN.TEXT_EMBEDDING_CACHE -> folder of persisted text embeddings, or None (off).
+
+    "auto" is ``$XDG_CACHE_HOME/san_d2/text_embeddings`` (``~/.cache`` without the variable);
+    "" turns persistence off; anything else is a folder (``~`` and variables expanded).
+    """
+    if not setting:
+        return None
+    if setting == "auto":
+        root = os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache")
+        setting = os.path.join(root, "san_d2", "text_embeddings")
+    return Path(os.path.expandvars(os.path.expanduser(setting)))
+
+
 class OpenVocabClassifier(nn.Module):
     """CLIP text tower + learned background embedding (state-dict prefix ``ov_classifier.``).
 
     Text embeddings depend only on (vocabulary, templates) and the text weights; they are
-    computed once and cached. Loading weights clears the cache.
+    computed once and cached in memory, and, with ``cache_dir``, on disk under a key made of
+    a hash of the text weights, the tokenizer, the templates and the vocabulary, so that a
+    later process skips the text encoder for a vocabulary it has seen. Loading weights or
+    converting the module clears the in-memory cache and the weight hash.
     """
 
     def __init__(self, clip_model: nn.Module, tokenizer: Callable, templates: Sequence[str],
-                 text_batch_size: int = 256):
+                 text_batch_size: int = 256, cache_dir: Optional[os.PathLike] = None):
         """
         Args:
             clip_model: open_clip ``CLIP``; its text modules are taken (shared, not copied).
             tokenizer: open_clip tokenizer of that model.
             templates: prompt templates, each with one ``{}``.
             text_batch_size: prompts encoded per text-tower call.
+            cache_dir: folder of persisted text embeddings; None keeps them in memory only.
         """
         super().__init__()
         self.token_embedding = clip_model.token_embedding
@@ -76,7 +99,10 @@ class OpenVocabClassifier(nn.Module):
         self.tokenizer = tokenizer
         self.templates = tuple(templates)
         self.text_batch_size = text_batch_size
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self._cache: Dict[Tuple[Tuple[str, ...], Tuple[str, ...]], torch.Tensor] = {}
+        self._weights_hash: Optional[str] = None
+        self.num_prompts_encoded = 0  # through the text tower, over this module's life
         for name, param in self.named_parameters():
             param.requires_grad = name == "bg_embed"
 
@@ -88,8 +114,16 @@ class OpenVocabClassifier(nn.Module):
         return self
 
     def _load_from_state_dict(self, *args, **kwargs):
-        self._cache.clear()
+        self._forget_weights()
         super()._load_from_state_dict(*args, **kwargs)
+
+    def _apply(self, fn, *args, **kwargs):  # .to(), .half(), ...: the weights may change
+        self._forget_weights()
+        return super()._apply(fn, *args, **kwargs)
+
+    def _forget_weights(self) -> None:
+        self._cache.clear()
+        self._weights_hash = None
 
     @torch.no_grad()
     def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -111,9 +145,14 @@ class OpenVocabClassifier(nn.Module):
         names = check_vocabulary(vocabulary)
         key = (names, self.templates)
         cached = self._cache.get(key)
-        device = self.bg_embed.device
-        if cached is None or cached.device != device:
-            cached = self._compute_text_embeddings(names).to(device)
+        if cached is None:
+            cached = self._load_persisted(names)
+            if cached is None:
+                # Full precision even under an autocast region: the result is cached and
+                # persisted for every later call, whatever its precision.
+                with torch.autocast(self.bg_embed.device.type, enabled=False):
+                    cached = self._compute_text_embeddings(names)
+                self._persist(names, cached)
             self._cache[key] = cached
         return cached
 
@@ -122,10 +161,78 @@ class OpenVocabClassifier(nn.Module):
         tokens = self.tokenizer(prompts).to(self.bg_embed.device)
         chunks = [self.encode_text(chunk) for chunk in tokens.split(self.text_batch_size)]
         embeddings = F.normalize(torch.cat(chunks).float(), dim=-1)
+        self.num_prompts_encoded += len(prompts)
         embeddings = embeddings.reshape(len(names), len(self.templates), -1).mean(dim=1)
         logger.info(f"Encoded {len(prompts)} prompts for a {len(names)}-class vocabulary "
                     "(cached for later calls).")
         return F.normalize(embeddings, dim=-1)
+
+    # Persistence -------------------------------------------------------------------------------
+    def weights_hash(self) -> str:
+        """SHA-256 of the text tower's weights (names, dtypes, shapes, values); memoised."""
+        if self._weights_hash is None:
+            digest = hashlib.sha256()
+            for name, tensor in self.state_dict().items():
+                if name == "bg_embed":  # does not enter the text embeddings
+                    continue
+                digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+                flat = tensor.detach().cpu().contiguous().reshape(-1)
+                digest.update(flat.view(torch.uint8).numpy().data)
+            self._weights_hash = digest.hexdigest()
+        return self._weights_hash
+
+    def _persisted_path(self, names: Tuple[str, ...]) -> Path:
+        key = json.dumps({
+            "weights": self.weights_hash(),
+            "tokenizer": [type(self.tokenizer).__name__,
+                          getattr(self.tokenizer, "context_length", None)],
+            "templates": self.templates,
+            "names": names,
+        })
+        return self.cache_dir / f"{hashlib.sha256(key.encode()).hexdigest()}.pt"
+
+    def _load_persisted(self, names: Tuple[str, ...]) -> Optional[torch.Tensor]:
+        if self.cache_dir is None:
+            return None
+        path = self._persisted_path(names)
+        if not path.is_file():
+            return None
+        try:
+            record = torch.load(path, map_location="cpu", weights_only=True)
+            embeddings = record["embeddings"]
+            valid = (tuple(record["names"]) == names
+                     and tuple(record["templates"]) == self.templates
+                     and embeddings.shape == (len(names), self.text_projection.shape[1]))
+        except Exception as e:  # an unreadable file is recomputed, not fatal
+            logger.warning(f"Ignoring unreadable text-embedding cache file {path}: {e}")
+            return None
+        if not valid:
+            logger.warning(f"Ignoring text-embedding cache file {path}: it holds another "
+                           "vocabulary or template set.")
+            return None
+        logger.info(f"Loaded the text embeddings of a {len(names)}-class vocabulary from {path}.")
+        return embeddings.to(self.bg_embed.device)
+
+    def _persist(self, names: Tuple[str, ...], embeddings: torch.Tensor) -> None:
+        if self.cache_dir is None:
+            return
+        path = self._persisted_path(names)
+        record = {"names": list(names), "templates": list(self.templates),
+                  "embeddings": embeddings.cpu()}
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+            try:
+                with os.fdopen(handle, "wb") as f:
+                    torch.save(record, f)
+                os.replace(temporary, path)  # atomic: readers never see a half-written file
+            finally:
+                if os.path.exists(temporary):
+                    os.unlink(temporary)
+        except OSError as e:
+            logger.warning(f"Could not save text embeddings to {path} ({e}); set "
+                           "MODEL.SAN.TEXT_EMBEDDING_CACHE to a writable folder, or '' to "
+                           "turn persistence off.")
 
     def forward(self, mask_embeddings: torch.Tensor, vocabulary: Sequence[str]) -> torch.Tensor:
         """
