@@ -48,6 +48,9 @@ def add_san_config(cfg: CN) -> None:
     cfg.MODEL.SAN.CLIP_MODEL_NAME = "ViT-B/16"  # open_clip model name/alias or config JSON path
     cfg.MODEL.SAN.CLIP_PRETRAINED_NAME = "openai"  # open_clip tag, local weights file or ""
     cfg.MODEL.SAN.CLIP_TEMPLATE_SET = "vild"  # prompt template set ("vild" or "imagenet")
+    # Folder of persisted text embeddings, keyed by text weights, templates and vocabulary:
+    # "auto" = $XDG_CACHE_HOME/san_d2/text_embeddings (or ~/.cache/...), "" = memory only.
+    cfg.MODEL.SAN.TEXT_EMBEDDING_CACHE = "auto"
     cfg.MODEL.SAN.FEATURE_LAST_LAYER_IDX = 9  # CLIP blocks in the feature extractor
     cfg.MODEL.SAN.CLIP_FROZEN_EXCLUDE = ["positional_embedding"]  # trainable extractor params
     cfg.MODEL.SAN.CLIP_DEEPER_FROZEN_EXCLUDE = []  # trainable recognition-head params
@@ -60,6 +63,9 @@ def add_san_config(cfg: CN) -> None:
     cfg.MODEL.SAN.ASYMETRIC_INPUT = True  # CLIP sees the image resized by CLIP_RESOLUTION
     cfg.MODEL.SAN.CLIP_RESOLUTION = 0.5  # scale factor of CLIP's input (0.5 B/16, 0.7 L/14)
     cfg.MODEL.SAN.SEM_SEG_POSTPROCESS_BEFORE_INFERENCE = True  # resize masks before combining
+    # Precision of the networks at inference: "fp32" (exact), or "bf16"/"fp16" autocast
+    # (faster; post-processing and text embeddings stay float32). Training uses SOLVER.AMP.
+    cfg.MODEL.SAN.INFERENCE_DTYPE = "fp32"
 
     cfg.MODEL.SIDE_ADAPTER = CN()
     cfg.MODEL.SIDE_ADAPTER.NAME = "RegionwiseSideAdapterNetwork"  # SIDE_ADAPTER registry name

@@ -1,4 +1,5 @@
 """The SAN meta-architecture."""
+import contextlib
 import logging
 from collections import defaultdict
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -16,12 +17,18 @@ from .clip_loader import load_clip
 from .clip_visual import ClipVisualFeatureExtractor, RecWithAttnBiasHead
 from .criterion import SetCriterion
 from .matcher import HungarianMatcher
-from .ov_classifier import OpenVocabClassifier, check_vocabulary, load_template_set
+from .ov_classifier import (OpenVocabClassifier, check_vocabulary, load_template_set,
+                            resolve_text_cache_dir)
+from .postprocessing import semantic_scores
 from .side_adapter import build_side_adapter_network
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["SAN", "CheckpointMismatchError"]
+
+
+# MODEL.SAN.INFERENCE_DTYPE -> autocast dtype (None: plain float32).
+AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class CheckpointMismatchError(RuntimeError):
@@ -55,6 +62,7 @@ class SAN(nn.Module):
         clip_resolution: float = 0.5,
         sem_seg_postprocess_before_inference: bool = True,
         sem_seg_ignore_value: int = 255,
+        inference_dtype: str = "fp32",
     ):
         """
         Args:
@@ -71,6 +79,8 @@ class SAN(nn.Module):
             sem_seg_postprocess_before_inference: resize masks to the output size before
                 combining them with class scores (else combine, then resize).
             sem_seg_ignore_value: ignored label value when targets come as ``sem_seg`` maps.
+            inference_dtype: "fp32", or "bf16"/"fp16" to run the networks under autocast at
+                inference (post-processing and text embeddings stay in float32).
         """
         super().__init__()
         self.clip_visual_extractor = clip_visual_extractor
@@ -85,6 +95,10 @@ class SAN(nn.Module):
         self.clip_resolution = clip_resolution
         self.sem_seg_postprocess_before_inference = sem_seg_postprocess_before_inference
         self.sem_seg_ignore_value = sem_seg_ignore_value
+        if inference_dtype not in AUTOCAST_DTYPES:
+            raise ValueError(f"Unknown MODEL.SAN.INFERENCE_DTYPE {inference_dtype!r}: use one of "
+                             f"{sorted(AUTOCAST_DTYPES)}.")
+        self.inference_dtype = inference_dtype
 
     @classmethod
     def from_config(cls, cfg):
@@ -123,8 +137,9 @@ class SAN(nn.Module):
                 sos_token_format=san.SOS_TOKEN_FORMAT,
                 downsample_method=san.REC_DOWNSAMPLE_METHOD, cross_attn=san.REC_CROSS_ATTN),
             "side_adapter_network": build_side_adapter_network(cfg, visual.transformer.width),
-            "ov_classifier": OpenVocabClassifier(clip.model, clip.tokenizer,
-                                                 load_template_set(san.CLIP_TEMPLATE_SET)),
+            "ov_classifier": OpenVocabClassifier(
+                clip.model, clip.tokenizer, load_template_set(san.CLIP_TEMPLATE_SET),
+                cache_dir=resolve_text_cache_dir(san.TEXT_EMBEDDING_CACHE)),
             "criterion": criterion,
             "pixel_mean": clip.pixel_mean,
             "pixel_std": clip.pixel_std,
@@ -133,6 +148,7 @@ class SAN(nn.Module):
             "clip_resolution": san.CLIP_RESOLUTION,
             "sem_seg_postprocess_before_inference": san.SEM_SEG_POSTPROCESS_BEFORE_INFERENCE,
             "sem_seg_ignore_value": cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE,
+            "inference_dtype": san.INFERENCE_DTYPE,
         }
 
     @property
@@ -154,7 +170,8 @@ class SAN(nn.Module):
         # Images of one padded size run together, so no image is padded for another's sake.
         for indices in self._groups_by_padded_size(images):
             image_list = self._preprocess([images[i] for i in indices])
-            output = self._predict(image_list.tensor, vocabulary)[-1]
+            with self._inference_autocast():
+                output = self._predict(image_list.tensor, vocabulary)[-1]
             for j, i in enumerate(indices):
                 height = batched_inputs[i].get("height", images[i].shape[-2])
                 width = batched_inputs[i].get("width", images[i].shape[-1])
@@ -178,17 +195,22 @@ class SAN(nn.Module):
                             "pred_masks": masks})
         return outputs
 
+    def _inference_autocast(self):
+        dtype = AUTOCAST_DTYPES[self.inference_dtype]
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
     def _semantic_inference(self, logits: torch.Tensor, masks: torch.Tensor,
                             padded_size: Tuple[int, int], image_size: Tuple[int, int],
                             output_size: Tuple[int, int]) -> torch.Tensor:
         """(Q, K + 1) logits and (Q, hs, ws) mask logits -> (K, height, width) scores."""
-        masks = F.interpolate(masks[None].float(), size=tuple(padded_size), mode="bilinear",
-                              align_corners=False)[0]
         class_probs = logits.float().softmax(-1)[:, :-1]
         if self.sem_seg_postprocess_before_inference:
-            masks = sem_seg_postprocess(masks, image_size, *output_size)
-            return torch.einsum("qc,qhw->chw", class_probs, masks.sigmoid())
-        scores = torch.einsum("qc,qhw->chw", class_probs, masks.sigmoid())
+            return semantic_scores(class_probs, masks.float(), padded_size, image_size,
+                                   output_size)
+        scores = semantic_scores(class_probs, masks.float(), padded_size, padded_size,
+                                 padded_size)
         return sem_seg_postprocess(scores, image_size, *output_size)
 
     # ------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ class SemanticSegmentorWithTTA(nn.Module):
         self.model = model
         self.tta_mapper = DatasetMapperTTA(cfg)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def forward(self, batched_inputs: List[Dict]) -> List[Dict[str, torch.Tensor]]:
         return [self._inference_one(record) for record in batched_inputs]
 
