@@ -23,6 +23,28 @@ def test_inference_benchmark_json(tmp_path, capsys):
     assert "images_per_second" in capsys.readouterr().out
 
 
+def test_second_run_loads_the_vocabulary_without_encoding(tmp_path):
+    def run(name):
+        out = tmp_path / name
+        assert main(["--config-file", str(TINY_CONFIG), "--device", "cpu", "--size", "64",
+                     "--vocab", "5", "--runs", "1", "--json", str(out), "--opts",
+                     "MODEL.SAN.TEXT_EMBEDDING_CACHE", str(tmp_path / "text")]) == 0
+        return json.loads(out.read_text())
+
+    assert run("first.json")["first_call_prompts_encoded"] == 5 * 14  # vild: 14 templates
+    assert run("second.json")["first_call_prompts_encoded"] == 0
+
+
+def test_fast_mode_reports_its_deviation_from_fp32(tmp_path):
+    out = tmp_path / "bf16.json"
+    assert main(["--config-file", str(TINY_CONFIG), "--device", "cpu", "--size", "64",
+                 "--vocab", "5", "--runs", "1", "--dtype", "bf16", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["dtype"] == "bf16"
+    assert 0 < result["max_abs_diff_vs_fp32"] < 1
+    assert 0 <= result["argmax_agreement_vs_fp32"] <= 1
+
+
 def test_training_benchmark_json(tmp_path):
     out = tmp_path / "train.json"
     assert main(["--config-file", str(TINY_CONFIG), "--device", "cpu", "--train", "--batch-size",
