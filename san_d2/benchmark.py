@@ -23,7 +23,7 @@ import statistics
 import sys
 import time
 from collections import defaultdict
-from typing import Callable, Dict, List, Optional
+from typing import Dict, List
 
 import torch
 from detectron2.modeling import build_model
@@ -148,15 +148,10 @@ def benchmark_inference(model, *, size: int, vocab: int, runs: int) -> Dict:
             "peak_memory_gb": _peak_memory_gb(device), "stages_seconds": breakdown, "runs": runs}
 
 
-def segment(model, *, size: int, vocab: int, inference_dtype: Optional[str] = None) -> torch.Tensor:
-    """The model's ``sem_seg`` for the benchmark input, optionally at another precision."""
-    configured = model.inference_dtype
-    model.inference_dtype = inference_dtype or configured
-    try:
-        with torch.inference_mode():
-            return model(_benchmark_inputs(size, vocab))[0]["sem_seg"]
-    finally:
-        model.inference_dtype = configured
+def segment(model, *, size: int, vocab: int) -> torch.Tensor:
+    """The model's ``sem_seg`` for the benchmark input."""
+    with torch.inference_mode():
+        return model(_benchmark_inputs(size, vocab))[0]["sem_seg"]
 
 
 def deviation(fast: torch.Tensor, exact: torch.Tensor) -> Dict:
@@ -204,23 +199,6 @@ def matmul_flops_per_second(device: torch.device, dtype: torch.dtype = torch.flo
     return 2 * n**3 / best
 
 
-def compile_networks(model) -> Callable[[], None]:
-    """``torch.compile`` the forward of CLIP's two parts and the side adapter, in place.
-
-    Returns:
-        A function that puts the plain forwards back.
-    """
-    modules = [getattr(model, attribute) for attribute in STAGES.values()
-               if attribute != "ov_classifier"]
-    for module in modules:
-        module.forward = torch.compile(module.forward)
-
-    def restore() -> None:
-        for module in modules:
-            del module.forward  # the instance attribute; the class's forward shows again
-    return restore
-
-
 def benchmark_training(model, cfg, *, batch_size: int, crop: int, runs: int, dtype: str) -> Dict:
     """Times optimizer steps on random batch_size x crop x crop images with random labels."""
     device = model.device
@@ -263,7 +241,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--dtype", choices=sorted(AUTOCAST_DTYPES), default="fp32",
                         help="inference: MODEL.SAN.INFERENCE_DTYPE; training: autocast (AMP)")
     parser.add_argument("--compile", action="store_true",
-                        help="torch.compile CLIP and the side adapter (inference)")
+                        help="inference: MODEL.SAN.COMPILE (torch.compile CLIP, side adapter)")
     parser.add_argument("--size", type=int, default=640, help="inference image side")
     parser.add_argument("--vocab", type=int, default=171, help="inference vocabulary size")
     parser.add_argument("--runs", type=int, default=5, help="timed calls or steps")
@@ -296,19 +274,28 @@ def _table(results: Dict) -> str:
     return tabulate(rows, headers=["measure", "value"])
 
 
-def _inference_report(model, args) -> Dict:
-    """Timings, the deviation of a fast mode from float32, and the FLOP floor."""
-    restore = compile_networks(model) if args.compile else None
+def _build(cfg, weights: str):
+    torch.manual_seed(0)  # the same random weights for every model built from one config
+    model = build_model(cfg)
+    if weights:
+        SANCheckpointer(model).load(weights)
+    return model
+
+
+def _inference_report(cfg, args) -> Dict:
+    """Timings, the deviation of a fast mode from plain float32, and the FLOP floor."""
+    model = _build(cfg, args.weights).eval()
     results = benchmark_inference(model, size=args.size, vocab=args.vocab, runs=args.runs)
-    fast_mode = args.dtype != "fp32" or args.compile
-    fast = segment(model, size=args.size, vocab=args.vocab) if fast_mode else None
-    if restore:
-        restore()
-    if fast_mode:
-        exact = segment(model, size=args.size, vocab=args.vocab, inference_dtype="fp32")
-        results.update(deviation(fast, exact))
-    flops = count_flops(model, size=args.size, vocab=args.vocab)
-    rate = matmul_flops_per_second(model.device, AUTOCAST_DTYPES[args.dtype] or torch.float32)
+    plain = model
+    if args.dtype != "fp32" or args.compile:
+        fast = segment(model, size=args.size, vocab=args.vocab)
+        del model
+        plain_cfg = cfg.clone()
+        plain_cfg.merge_from_list(["MODEL.SAN.INFERENCE_DTYPE", "fp32", "MODEL.SAN.COMPILE", False])
+        plain = _build(plain_cfg, args.weights).eval()
+        results.update(deviation(fast, segment(plain, size=args.size, vocab=args.vocab)))
+    flops = count_flops(plain, size=args.size, vocab=args.vocab)
+    rate = matmul_flops_per_second(plain.device, AUTOCAST_DTYPES[args.dtype] or torch.float32)
     results.update(gflops_per_image=flops / 1e9, device_matmul_tflops=rate / 1e12,
                    floor_seconds_per_image=flops / rate)
     return results
@@ -321,23 +308,20 @@ def main(argv=None) -> int:
         parser.error("--device cuda: CUDA is not available here.")
     if args.threads:
         torch.set_num_threads(args.threads)
-    dtype_opts = [] if args.train else ["MODEL.SAN.INFERENCE_DTYPE", args.dtype]
+    mode_opts = [] if args.train else ["MODEL.SAN.INFERENCE_DTYPE", args.dtype,
+                                       "MODEL.SAN.COMPILE", args.compile]
     cfg = get_san_cfg(args.config_file, ["MODEL.DEVICE", args.device,
-                                         "MODEL.SAN.CLIP_PRETRAINED_NAME", "", *dtype_opts,
+                                         "MODEL.SAN.CLIP_PRETRAINED_NAME", "", *mode_opts,
                                          *args.opts])
-    torch.manual_seed(0)
-    model = build_model(cfg)
-    if args.weights:
-        SANCheckpointer(model).load(args.weights)
     if args.train:
-        results = benchmark_training(model, cfg, batch_size=args.batch_size, crop=args.crop,
-                                     runs=args.runs, dtype=args.dtype)
+        results = benchmark_training(_build(cfg, args.weights), cfg, batch_size=args.batch_size,
+                                     crop=args.crop, runs=args.runs, dtype=args.dtype)
     else:
-        results = _inference_report(model.eval(), args)
-    results.update(config=args.config_file, device=str(model.device), dtype=args.dtype,
+        results = _inference_report(cfg, args)
+    results.update(config=args.config_file, device=cfg.MODEL.DEVICE, dtype=args.dtype,
                    compiled=args.compile, size=args.size, vocab=args.vocab,
                    threads=torch.get_num_threads(), torch=torch.__version__,
-                   gpu=torch.cuda.get_device_name() if model.device.type == "cuda" else None,
+                   gpu=torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
                    cpu=_cpu_name(), cpu_count=os.cpu_count(),
                    date=datetime.date.today().isoformat())
     print(_table(results))

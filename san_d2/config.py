@@ -66,6 +66,7 @@ def add_san_config(cfg: CN) -> None:
     # Precision of the networks at inference: "fp32" (exact), or "bf16"/"fp16" autocast
     # (faster; post-processing and text embeddings stay float32). Training uses SOLVER.AMP.
     cfg.MODEL.SAN.INFERENCE_DTYPE = "fp32"
+    cfg.MODEL.SAN.COMPILE = False  # torch.compile CLIP and the side adapter (slow first call)
 
     cfg.MODEL.SIDE_ADAPTER = CN()
     cfg.MODEL.SIDE_ADAPTER.NAME = "RegionwiseSideAdapterNetwork"  # SIDE_ADAPTER registry name

@@ -117,3 +117,26 @@ def test_bf16_inference_stays_close_and_returns_float32():
 def test_unknown_inference_dtype_is_an_error():
     with pytest.raises(ValueError, match="INFERENCE_DTYPE 'fp8'"):
         build_tiny_san("MODEL.SAN.INFERENCE_DTYPE", "fp8")
+
+
+def test_compiled_networks_compute_the_same(monkeypatch):
+    # Dynamo traces the real forwards; the "eager" backend skips inductor's slow C++ build.
+    compiled = []
+
+    def compile_eagerly(fn):
+        compiled.append(fn.__self__)
+        return real_compile(fn, backend="eager")
+
+    real_compile = torch.compile
+    monkeypatch.setattr(torch, "compile", compile_eagerly)
+    model, _ = build_tiny_san("MODEL.SAN.COMPILE", "True", seed=7)
+    plain, _ = build_tiny_san(seed=7)
+    assert {type(m).__name__ for m in compiled} == {
+        "ClipVisualFeatureExtractor", "RegionwiseSideAdapterNetwork", "RecWithAttnBiasHead"}
+    record = {"image": torch.randint(0, 256, (3, 64, 96), dtype=torch.uint8,
+                                     generator=torch.Generator().manual_seed(2)),
+              "vocabulary": VOCABULARY}
+    with torch.inference_mode():
+        ours = model.eval()([record])[0]["sem_seg"]
+        expected = plain.eval()([record])[0]["sem_seg"]
+    assert (ours - expected).abs().max() <= TOL

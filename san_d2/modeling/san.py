@@ -63,6 +63,7 @@ class SAN(nn.Module):
         sem_seg_postprocess_before_inference: bool = True,
         sem_seg_ignore_value: int = 255,
         inference_dtype: str = "fp32",
+        compile_networks: bool = False,
     ):
         """
         Args:
@@ -81,6 +82,8 @@ class SAN(nn.Module):
             sem_seg_ignore_value: ignored label value when targets come as ``sem_seg`` maps.
             inference_dtype: "fp32", or "bf16"/"fp16" to run the networks under autocast at
                 inference (post-processing and text embeddings stay in float32).
+            compile_networks: ``torch.compile`` the forward of CLIP's two parts and of the side
+                adapter (the first call of each input size compiles).
         """
         super().__init__()
         self.clip_visual_extractor = clip_visual_extractor
@@ -99,6 +102,9 @@ class SAN(nn.Module):
             raise ValueError(f"Unknown MODEL.SAN.INFERENCE_DTYPE {inference_dtype!r}: use one of "
                              f"{sorted(AUTOCAST_DTYPES)}.")
         self.inference_dtype = inference_dtype
+        if compile_networks:
+            for network in (clip_visual_extractor, side_adapter_network, clip_rec_head):
+                network.forward = torch.compile(network.forward)
 
     @classmethod
     def from_config(cls, cfg):
@@ -149,6 +155,7 @@ class SAN(nn.Module):
             "sem_seg_postprocess_before_inference": san.SEM_SEG_POSTPROCESS_BEFORE_INFERENCE,
             "sem_seg_ignore_value": cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE,
             "inference_dtype": san.INFERENCE_DTYPE,
+            "compile_networks": san.COMPILE,
         }
 
     @property
