@@ -159,8 +159,11 @@ class OpenVocabClassifier(nn.Module):
     def _compute_text_embeddings(self, names: Tuple[str, ...]) -> torch.Tensor:
         prompts = [template.format(name) for name in names for template in self.templates]
         tokens = self.tokenizer(prompts).to(self.bg_embed.device)
-        chunks = [self.encode_text(chunk) for chunk in tokens.split(self.text_batch_size)]
-        embeddings = F.normalize(torch.cat(chunks).float(), dim=-1)
+        # Prompts of similar length share a chunk, so that little padding is encoded.
+        order = tokens.argmax(dim=-1).argsort()
+        chunks = [self.encode_text(chunk) for chunk in tokens[order].split(self.text_batch_size)]
+        embeddings = chunks[0].new_empty((len(prompts), chunks[0].shape[-1]), dtype=torch.float32)
+        embeddings[order] = F.normalize(torch.cat(chunks).float(), dim=-1)
         self.num_prompts_encoded += len(prompts)
         embeddings = embeddings.reshape(len(names), len(self.templates), -1).mean(dim=1)
         logger.info(f"Encoded {len(prompts)} prompts for a {len(names)}-class vocabulary "
