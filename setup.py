@@ -10,10 +10,11 @@ from setuptools import find_packages, setup
 HERE = Path(__file__).parent
 
 INSTALL_REQUIRES = [
-    # Lower bounds only: requirements/torch.txt pins the tested build. 2.1 is the first with
+    # Lower bounds only: requirements/torch.txt pins the tested build. 2.3 is the first with
+    # torch.nn.attention.sdpa_kernel (the benchmark's FLOP count), after 2.1 brought
     # scaled_dot_product_attention's float masks on CPU and torch.load(weights_only=...).
-    "torch>=2.1",
-    "torchvision>=0.16",
+    "torch>=2.3",
+    "torchvision>=0.18",
     "numpy",
     "Pillow>=9.1",
     # Upper bounds where san_d2 builds on a library's internals: open_clip's transformer blocks
