@@ -34,7 +34,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from .checkpoint import SANCheckpointer
 from .config import get_san_cfg
 from .data import load_labelset
-from .modeling.san import AUTOCAST_DTYPES
+from .modeling.san import AUTOCAST_DTYPES, autocast_context
 
 __all__ = ["benchmark_inference", "benchmark_training", "main"]
 
@@ -85,18 +85,12 @@ class StageTimer:
 
 
 def _vocabulary(size: int) -> List[str]:
-    names = list(load_labelset("coco_stuff_171")) + [n for n in load_labelset("ade20k_847")
-                                                       if n not in load_labelset("coco_stuff_171")]
+    coco = load_labelset("coco_stuff_171")
+    seen = set(coco)
+    names = list(coco) + [n for n in load_labelset("ade20k_847") if n not in seen]
     if size > len(names):
         raise ValueError(f"--vocab {size}: at most {len(names)} distinct class names available.")
     return names[:size]
-
-
-def _autocast(device: torch.device, dtype_name: str):
-    dtype = AUTOCAST_DTYPES[dtype_name]
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def _peak_memory_gb(device: torch.device) -> float:
@@ -218,7 +212,7 @@ def benchmark_training(model, cfg, *, batch_size: int, crop: int, runs: int, dty
     for step in range(runs + 1):  # the first step also encodes the prompts: not timed
         _sync(device)
         start = time.perf_counter()
-        with _autocast(device, dtype):
+        with autocast_context(device.type, dtype):
             loss = sum(model(batch).values())
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()

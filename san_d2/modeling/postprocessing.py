@@ -14,7 +14,12 @@ from typing import Optional, Tuple
 
 import torch
 
-__all__ = ["bilinear_resize_matrix", "resize_crop_resize_matrix", "combine_masks_and_classes"]
+__all__ = [
+    "bilinear_resize_matrix",
+    "resize_crop_resize_matrix",
+    "combine_masks_and_classes",
+    "semantic_scores",
+]
 
 # Elements of one band of resized masks: 8 MiB of float32 on CPU (measured fastest on a
 # 2-core Xeon among 1-16 MiB: the bands stay cache-friendly and the matrix products large),

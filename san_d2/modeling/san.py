@@ -24,11 +24,19 @@ from .side_adapter import build_side_adapter_network
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SAN", "CheckpointMismatchError"]
+__all__ = ["SAN", "CheckpointMismatchError", "AUTOCAST_DTYPES", "autocast_context"]
 
 
 # MODEL.SAN.INFERENCE_DTYPE -> autocast dtype (None: plain float32).
 AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast_context(device_type: str, dtype_name: str):
+    """``torch.autocast`` for a name of AUTOCAST_DTYPES; a no-op context for "fp32"."""
+    dtype = AUTOCAST_DTYPES[dtype_name]
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device_type, dtype=dtype)
 
 
 class CheckpointMismatchError(RuntimeError):
@@ -177,7 +185,7 @@ class SAN(nn.Module):
         # Images of one padded size run together, so no image is padded for another's sake.
         for indices in self._groups_by_padded_size(images):
             image_list = self._preprocess([images[i] for i in indices])
-            with self._inference_autocast():
+            with autocast_context(self.device.type, self.inference_dtype):
                 output = self._predict(image_list.tensor, vocabulary)[-1]
             for j, i in enumerate(indices):
                 height = batched_inputs[i].get("height", images[i].shape[-2])
@@ -201,12 +209,6 @@ class SAN(nn.Module):
             outputs.append({"pred_logits": self.ov_classifier(mask_embeddings, vocabulary),
                             "pred_masks": masks})
         return outputs
-
-    def _inference_autocast(self):
-        dtype = AUTOCAST_DTYPES[self.inference_dtype]
-        if dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=dtype)
 
     def _semantic_inference(self, logits: torch.Tensor, masks: torch.Tensor,
                             padded_size: Tuple[int, int], image_size: Tuple[int, int],
