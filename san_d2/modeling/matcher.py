@@ -55,24 +55,39 @@ class HungarianMatcher(nn.Module):
             Per image, (query indices, target indices) as int64 tensors of equal length.
         """
         indices = []
-        for b, target in enumerate(targets):
-            labels, masks = target["labels"], target["masks"]
-            if len(labels) == 0:
-                empty = torch.empty(0, dtype=torch.int64)
-                indices.append((empty, empty))
-                continue
-            cost_class = -pred_logits[b].float().softmax(-1)[:, labels]
-            coords = torch.rand(1, self.num_points, 2, device=pred_masks.device)
-            target_points = point_sample(masks[:, None].to(pred_masks.dtype),
-                                         coords.expand(len(masks), -1, -1), align_corners=False)
-            pred_points = point_sample(pred_masks[b][:, None],
-                                       coords.expand(pred_masks.shape[1], -1, -1),
-                                       align_corners=False)
-            pred_points, target_points = pred_points[:, 0].float(), target_points[:, 0].float()
-            cost = (self.cost_mask * pairwise_sigmoid_ce(pred_points, target_points)
-                    + self.cost_class * cost_class
-                    + self.cost_dice * pairwise_dice(pred_points, target_points))
+        for cost in self.cost_matrices(pred_logits, pred_masks, targets):
             rows, cols = linear_sum_assignment(cost.cpu())
             indices.append((torch.as_tensor(rows, dtype=torch.int64),
                             torch.as_tensor(cols, dtype=torch.int64)))
         return indices
+
+    @torch.no_grad()
+    def cost_matrices(self, pred_logits: torch.Tensor, pred_masks: torch.Tensor,
+                      targets: List[Dict[str, torch.Tensor]]) -> List[torch.Tensor]:
+        """Per image the (Q, T) float32 matching cost.
+
+        Computed with autocast off: under float16 the BCE sums over thousands of points
+        overflow to ``inf``, and an all-``inf`` column makes the assignment infeasible.
+        """
+        costs = []
+        with torch.autocast(pred_masks.device.type, enabled=False):
+            for b, target in enumerate(targets):
+                costs.append(self._cost(pred_logits[b].float(), pred_masks[b].float(),
+                                        target["labels"], target["masks"]))
+        return costs
+
+    def _cost(self, logits: torch.Tensor, masks: torch.Tensor, labels: torch.Tensor,
+              target_masks: torch.Tensor) -> torch.Tensor:
+        """(Q, K + 1) logits, (Q, h, w) mask logits, T targets -> (Q, T)."""
+        if len(labels) == 0:
+            return logits.new_zeros((logits.shape[0], 0))
+        cost_class = -logits.softmax(-1)[:, labels]
+        coords = torch.rand(1, self.num_points, 2, device=masks.device)
+        target_points = point_sample(target_masks[:, None].float(),
+                                     coords.expand(len(target_masks), -1, -1),
+                                     align_corners=False)[:, 0]
+        pred_points = point_sample(masks[:, None], coords.expand(masks.shape[0], -1, -1),
+                                   align_corners=False)[:, 0]
+        return (self.cost_mask * pairwise_sigmoid_ce(pred_points, target_points)
+                + self.cost_class * cost_class
+                + self.cost_dice * pairwise_dice(pred_points, target_points))
