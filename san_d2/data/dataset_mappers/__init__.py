@@ -1,4 +1,3 @@
-from .color_aug_ssd import ColorAugSSDTransform
 from .mask_former_semantic import MaskFormerSemanticDatasetMapper
 
 # INPUT.DATASET_MAPPER_NAME -> training mapper.
@@ -13,5 +12,4 @@ def build_train_mapper(cfg):
     return TRAIN_MAPPERS[name](cfg, is_train=True)
 
 
-__all__ = ["ColorAugSSDTransform", "MaskFormerSemanticDatasetMapper", "TRAIN_MAPPERS",
-           "build_train_mapper"]
+__all__ = ["MaskFormerSemanticDatasetMapper", "TRAIN_MAPPERS", "build_train_mapper"]

@@ -1,7 +1,7 @@
-"""The ``mask_former_semantic`` training mapper (DATASETS.md section 9)."""
+"""The ``mask_former_semantic`` training mapper of the paper's code (after Mask2Former's)."""
 import copy
 import logging
-from typing import Dict, List, Union
+from typing import Dict, List, Sequence, Union
 
 import numpy as np
 import torch
@@ -9,16 +9,30 @@ from detectron2.config import configurable
 from detectron2.data import MetadataCatalog
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
+from detectron2.projects.point_rend import ColorAugSSDTransform
 from detectron2.structures import Instances
 from torch.nn import functional as F
-
-from .color_aug_ssd import ColorAugSSDTransform
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["MaskFormerSemanticDatasetMapper"]
 
 IMAGE_PAD_VALUE = 128
+
+
+def training_ignore_label(dataset_names: Sequence[str]) -> int:
+    """The ``ignore_label`` the training datasets' metadata share (255 for 8-bit labels,
+    65535 for PC-459 and ADE-847)."""
+    values = {name: MetadataCatalog.get(name).get("ignore_label", None) for name in dataset_names}
+    missing = [name for name, value in values.items() if value is None]
+    if missing:
+        raise ValueError(f"Training datasets {missing} have no 'ignore_label' metadata: set it "
+                         "when registering them.")
+    if len(set(values.values())) > 1:
+        raise ValueError(f"The training datasets ignore different label values {values}: one "
+                         "mapper pads and crops with one ignore value, so train on datasets "
+                         "that share it.")
+    return next(iter(values.values()))
 
 
 class MaskFormerSemanticDatasetMapper:
@@ -51,21 +65,21 @@ class MaskFormerSemanticDatasetMapper:
 
     @classmethod
     def from_config(cls, cfg, is_train: bool = True):
+        ignore_label = training_ignore_label(cfg.DATASETS.TRAIN)
         augmentations = [T.ResizeShortestEdge(cfg.INPUT.MIN_SIZE_TRAIN, cfg.INPUT.MAX_SIZE_TRAIN,
                                               cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING)]
         if cfg.INPUT.CROP.ENABLED:
             augmentations.append(T.RandomCrop_CategoryAreaConstraint(
                 cfg.INPUT.CROP.TYPE, cfg.INPUT.CROP.SIZE, cfg.INPUT.CROP.SINGLE_CATEGORY_MAX_AREA,
-                cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE))
+                ignore_label))
         if cfg.INPUT.COLOR_AUG_SSD:
             augmentations.append(ColorAugSSDTransform(img_format=cfg.INPUT.FORMAT))
         augmentations.append(T.RandomFlip())
-        metadata = MetadataCatalog.get(cfg.DATASETS.TRAIN[0])
         return {
             "is_train": is_train,
             "augmentations": augmentations,
             "image_format": cfg.INPUT.FORMAT,
-            "ignore_label": metadata.get("ignore_label", cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE),
+            "ignore_label": ignore_label,
             "size_divisibility": cfg.INPUT.SIZE_DIVISIBILITY,
         }
 
