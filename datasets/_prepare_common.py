@@ -1,7 +1,7 @@
 """Code shared by the dataset preparation scripts in this folder.
 
-The scripts stay standalone commands (``python datasets/prepare_x.py``) and import this module
-from their own folder. It needs only numpy, Pillow and tqdm; scipy is imported only by the
+Each script stays a standalone command (``python datasets/prepare_x.py``) and imports this module
+from its own folder. It needs only numpy, Pillow and tqdm; scipy is imported only by the
 Pascal-Context ``.mat`` reader.
 """
 from __future__ import annotations
@@ -9,16 +9,27 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pickle
 import shutil
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
+
+EXIT_OK = 0
+EXIT_CHECK_FAILED = 1  # the run finished, but a count check failed or nothing was converted
+EXIT_BAD_INPUT = 2  # a missing or malformed input; argparse exits with 2 on usage errors too
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
+INTERRUPTED_MESSAGE = "interrupted; re-run to resume"
+
+# What reading a damaged or wrong file raises (a bad pickle raises UnpicklingError or EOFError).
+_READ_ERRORS = (OSError, ValueError, EOFError, pickle.UnpicklingError)
 
 
 class PrepareError(RuntimeError):
@@ -28,141 +39,98 @@ class PrepareError(RuntimeError):
 # ----------------------------------------------------------------------------- command line
 
 def default_datasets_root() -> Path:
-    """Returns $DETECTRON2_DATASETS, else ``datasets`` (relative to the working directory)."""
+    """$DETECTRON2_DATASETS, else ``datasets`` in the working directory."""
     return Path(os.environ.get("DETECTRON2_DATASETS", "datasets"))
 
 
-def new_parser(description: str) -> argparse.ArgumentParser:
-    """Creates a parser that prints ``description`` with its line breaks kept.
-
-    Args:
-        description: The --help text above the options.
-
-    Returns:
-        The parser.
-    """
-    return argparse.ArgumentParser(
-        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def _no_options(parser: argparse.ArgumentParser) -> None:
+    """Adds nothing: the script has only the common options."""
 
 
-def add_datasets_root_option(parser: argparse.ArgumentParser) -> None:
-    """Adds ``--datasets-root``, defaulting to $DETECTRON2_DATASETS or ./datasets.
-
-    Args:
-        parser: The parser to extend.
-    """
-    parser.add_argument("--datasets-root", type=Path, default=default_datasets_root(),
-                        help="datasets root (default: $DETECTRON2_DATASETS or ./datasets)")
-
-
-def parse_root_and_overwrite(argv, description: str, holding: str) -> argparse.Namespace:
-    """Parses ``[datasets_root] [--overwrite]``, the command line of the PNG-to-PNG scripts.
-
-    Args:
-        argv: Arguments without the program name, or None for sys.argv[1:].
-        description: The --help text.
-        holding: What the datasets root holds, e.g. ``coco/``, for the help text.
-
-    Returns:
-        The namespace with ``datasets_root`` and ``overwrite``.
-    """
-    parser = new_parser(description)
+def build_parser(description: str,
+                 add_options: Callable[[argparse.ArgumentParser], None]) -> argparse.ArgumentParser:
+    """The parser with ``--datasets-root`` and ``--overwrite``, then the script's own options."""
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
-        "datasets_root", nargs="?", type=Path, default=default_datasets_root(),
-        help=f"datasets root holding {holding} (default: $DETECTRON2_DATASETS, else 'datasets')",
-    )
+        "--datasets-root", metavar="DIR", type=Path, default=default_datasets_root(),
+        help="folder holding the raw downloads and receiving the outputs "
+             "(default: $DETECTRON2_DATASETS, else ./datasets; here: %(default)s)")
     parser.add_argument(
         "--overwrite", action="store_true",
-        help="rewrite outputs that already exist (default: skip them, so reruns resume)",
-    )
-    return parser.parse_args(argv)
+        help="rewrite outputs that already exist (default: skip them, so that a re-run resumes)")
+    add_options(parser)
+    return parser
 
 
-def run_reporting_errors(run: Callable[[], int], error_code: int) -> int:
-    """Runs ``run`` and turns a PrepareError into an ``error: ...`` line on stderr.
+def script_main(description: str, run: Callable[[argparse.Namespace], int],
+                add_options: Callable[[argparse.ArgumentParser], None] = _no_options,
+                ) -> Callable[[Sequence[str] | None], int]:
+    """Makes a script's ``main(argv=None)``, which parses the command line and calls ``run``.
 
-    Args:
-        run: The work; returns the exit code.
-        error_code: The exit code when an input is missing or malformed.
-
-    Returns:
-        The exit code of ``run``, or ``error_code``.
+    ``run`` returns EXIT_OK or EXIT_CHECK_FAILED. A PrepareError it raises becomes one
+    ``error: ...`` line on stderr and EXIT_BAD_INPUT. Ctrl-C becomes one line and
+    EXIT_INTERRUPTED, without a traceback: the outputs written so far are complete (see
+    ``_write_atomically``) and the next run skips them.
     """
-    try:
-        return run()
-    except PrepareError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return error_code
+    def main(argv: Sequence[str] | None = None) -> int:
+        args = build_parser(description, add_options).parse_args(argv)
+        try:
+            return run(args)
+        except PrepareError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        except KeyboardInterrupt:
+            print(INTERRUPTED_MESSAGE, file=sys.stderr)
+            return EXIT_INTERRUPTED
+
+    return main
 
 
-# ----------------------------------------------------------------------------- missing inputs
+# ----------------------------------------------------------------------------- inputs
 
-def require(path: Path, what: str, kind: str = "file") -> None:
-    """Fails with a message naming ``path`` and what to download when it is missing.
-
-    Args:
-        path: The expected input.
-        what: How to obtain it.
-        kind: ``"file"`` or ``"folder"``.
-
-    Raises:
-        PrepareError: The path does not exist as that kind.
-    """
-    ok = path.is_file() if kind == "file" else path.is_dir()
-    if not ok:
-        raise PrepareError(f"missing {kind} {path}: {what}")
+def require(path: Path, remedy: str, kind: str = "file") -> None:
+    """Fails naming ``path`` and the ``remedy`` (what to download) when it is not a ``kind``."""
+    exists = path.is_file() if kind == "file" else path.is_dir()
+    if not exists:
+        raise PrepareError(f"missing {kind} {path}: {remedy}")
 
 
-def require_all(paths: Iterable[Path], what: str) -> None:
-    """Fails listing up to ten of ``paths`` that are not files.
-
-    Args:
-        paths: The expected input files.
-        what: The rest of the message after the count, e.g. ``"listed files are missing"``.
-
-    Raises:
-        PrepareError: Some file is missing.
-    """
+def require_all(paths: Iterable[Path], problem: str, remedy: str) -> None:
+    """Fails with the count and a few examples of ``paths`` that are not files."""
     missing = [path for path in paths if not path.is_file()]
     if missing:
-        shown = "\n  ".join(str(path) for path in missing[:10])
-        raise PrepareError(f"{len(missing)} {what}, e.g.:\n  {shown}")
+        examples = ", ".join(str(path) for path in missing[:3])
+        raise PrepareError(f"{len(missing)} {problem}, e.g. {examples}: {remedy}")
 
 
-def list_pngs(folder: Path, hint: str) -> list:
-    """Lists the PNGs of a folder, failing clearly when there are none.
-
-    Args:
-        folder: The folder of raw labels.
-        hint: What to download, for the error message.
-
-    Returns:
-        The sorted PNG paths.
-
-    Raises:
-        PrepareError: The folder is missing or holds no PNG.
-    """
-    if not folder.is_dir():
-        raise PrepareError(f"missing folder {folder}: download {hint}")
+def list_pngs(folder: Path, download: str) -> list[Path]:
+    """The sorted ``*.png`` of ``folder``; fails saying what to download when there are none."""
+    require(folder, f"download {download}", kind="folder")
     files = sorted(folder.glob("*.png"))
     if not files:
-        raise PrepareError(f"no *.png in {folder}: download {hint}")
+        raise PrepareError(f"no *.png in {folder}: download {download}")
     return files
+
+
+@contextmanager
+def reading(path: Path) -> Iterator[None]:
+    """Turns an error raised while reading or checking ``path`` into a PrepareError naming it."""
+    try:
+        yield
+    except _READ_ERRORS as error:
+        raise PrepareError(f"{path}: {error}") from error
 
 
 # ----------------------------------------------------------------------------- atomic writes
 
 def _write_atomically(dst: Path, write: Callable[[Path], None]) -> None:
-    """Writes ``dst`` through a temporary name, so an interrupted run leaves no partial file.
+    """Writes ``dst`` through a temporary name, creating its folder.
 
-    A resumed run skips outputs that exist, so a truncated one must never appear under its
-    final name.
-
-    Args:
-        dst: The final path.
-        write: Writes the content to the path it is given.
+    A resumed run skips outputs that exist, so an interrupted write must never leave a
+    truncated file under the final name.
     """
+    dst.parent.mkdir(parents=True, exist_ok=True)
     temporary = dst.with_name(dst.name + ".part")
     try:
         write(temporary)
@@ -173,38 +141,129 @@ def _write_atomically(dst: Path, write: Callable[[Path], None]) -> None:
 
 
 def atomic_save(image: Image.Image, dst: Path, fmt: str) -> None:
-    """Saves a PIL image atomically.
-
-    Args:
-        image: The image.
-        dst: The final path.
-        fmt: The PIL format name.
-    """
+    """Saves a PIL image in the PIL format ``fmt``, atomically."""
     _write_atomically(dst, lambda path: image.save(path, format=fmt))
 
 
 def atomic_copy(src: Path, dst: Path) -> None:
-    """Copies a file byte for byte, atomically.
+    """Copies a file byte for byte, atomically."""
+    _write_atomically(dst, lambda path: shutil.copyfile(src, path))
+
+
+# ----------------------------------------------------------------------------- splits
+
+@dataclass(frozen=True)
+class Conversion:
+    """How a script turns one job (one input of a split) into its output files.
+
+    Attributes:
+        outputs: The files a job writes; a job whose files all exist is skipped unless
+            --overwrite is given.
+        convert: Writes the outputs of a job; returns False when it wrote nothing because the
+            label is entirely ignore.
+        inputs: What the jobs are called in the summary, e.g. ``"raw labels"``.
+    """
+
+    outputs: Callable[[Any], Sequence[Path]]
+    convert: Callable[[Any], bool]
+    inputs: str
+
+
+@dataclass
+class SplitCounts:
+    """What happened to the jobs of one split."""
+
+    seen: int = 0
+    written: int = 0
+    existing: int = 0  # outputs kept from an earlier run
+    empty: int = 0  # labels entirely ignore, not written
+
+
+def _outputs_exist(conversion: Conversion, job: Any) -> bool:
+    """Tells whether every output of ``job`` is on disk."""
+    return all(path.is_file() for path in conversion.outputs(job))
+
+
+def convert_split(jobs: Sequence, conversion: Conversion, overwrite: bool,
+                  split: str) -> SplitCounts:
+    """Converts the jobs of one split under a progress bar, skipping finished ones."""
+    counts = SplitCounts()
+    # The bar is closed (its line ended) also on Ctrl-C, so that the message starts a line.
+    with tqdm(jobs, desc=split, unit="file") as progress:
+        for job in progress:
+            counts.seen += 1
+            if not overwrite and _outputs_exist(conversion, job):
+                counts.existing += 1
+            elif conversion.convert(job):
+                counts.written += 1
+            else:
+                counts.empty += 1
+    return counts
+
+
+def print_summary(split: str, counts: SplitCounts, inputs: str) -> None:
+    """Prints what the run did to one split, on one line."""
+    empty = f", {counts.empty} skipped as all-ignore" if counts.empty else ""
+    print(f"{split}: {counts.seen} {inputs} seen, {counts.written} written, "
+          f"{counts.existing} skipped as existing{empty}")
+
+
+def counts_add_up(split: str, jobs: Sequence, conversion: Conversion,
+                  counts: SplitCounts) -> bool:
+    """Checks the counts against the jobs and the outputs on disk; prints an error if off."""
+    converted = counts.written + counts.existing
+    on_disk = sum(_outputs_exist(conversion, job) for job in jobs)
+    if counts.seen == len(jobs) == converted + counts.empty and on_disk == converted:
+        return True
+    print(f"error: {split}: {len(jobs)} {conversion.inputs}, {counts.seen} seen, "
+          f"{counts.written} written + {counts.existing} existing + {counts.empty} all-ignore, "
+          f"{on_disk} with all their outputs on disk", file=sys.stderr)
+    return False
+
+
+def converted_any(split: str, counts: SplitCounts, inputs: str) -> bool:
+    """Checks that the split has at least one output; prints an error if not."""
+    if counts.written + counts.existing:
+        return True
+    reason = f"all {counts.seen} {inputs} are entirely ignore" if counts.seen else f"no {inputs}"
+    print(f"error: {split}: nothing converted ({reason})", file=sys.stderr)
+    return False
+
+
+def _skip_check(split: str) -> None:
+    """Checks nothing more about a split."""
+
+
+def convert_splits(jobs: dict[str, Sequence], conversion: Conversion, overwrite: bool,
+                   check_split: Callable[[str], None] = _skip_check) -> int:
+    """Converts the splits one after the other, then prints and checks each one's counts.
 
     Args:
-        src: The source file.
-        dst: The final path.
+        jobs: {split: jobs}.
+        conversion: What a job writes and how.
+        overwrite: Rewrite outputs that already exist.
+        check_split: Prints further warnings about a split (e.g. images without a label).
+
+    Returns:
+        EXIT_OK, or EXIT_CHECK_FAILED when a split's counts are off or it has no output.
     """
-    _write_atomically(dst, lambda path: shutil.copyfile(src, path))
+    succeeded = True
+    for split, split_jobs in jobs.items():
+        counts = convert_split(split_jobs, conversion, overwrite, split)
+        print_summary(split, counts, conversion.inputs)
+        succeeded &= counts_add_up(split, split_jobs, conversion, counts)
+        check_split(split)
+        succeeded &= converted_any(split, counts, conversion.inputs)
+    return EXIT_OK if succeeded else EXIT_CHECK_FAILED
 
 
 # ----------------------------------------------------------------------------- PNG label maps
 
+LabelPairs = dict[str, list[tuple[Path, Path]]]  # {split: [(raw PNG, output PNG)]}
+
+
 def lookup_train_ids(label: np.ndarray, train_id_of_raw: np.ndarray, ignore: int) -> np.ndarray:
-    """Maps raw label values to train ids through a table.
-
-    Args:
-        label: Integer array of raw values.
-        train_id_of_raw: The train id of each raw value 0..len - 1.
-        ignore: The train id of values outside the table.
-
-    Returns:
-        An array of the same shape and of the table's dtype.
+    """Maps raw values to ``train_id_of_raw[value]``, and values outside the table to ``ignore``.
 
     Raises:
         ValueError: The label is not an integer array.
@@ -219,222 +278,82 @@ def lookup_train_ids(label: np.ndarray, train_id_of_raw: np.ndarray, ignore: int
 
 
 def read_label(path: Path) -> np.ndarray:
-    """Reads a single-channel (grayscale or palette) label PNG as an array of its stored values.
-
-    Args:
-        path: The PNG file.
-
-    Returns:
-        The 2-D array of pixel values, in the dtype the PNG stores (palette indices for a
-        palette PNG, uint16/int32 for a 16-bit one).
+    """The stored values of a single-channel label PNG (palette indices for a palette PNG).
 
     Raises:
-        PrepareError: The file cannot be decoded or is not single-channel.
+        ValueError: The image is not single-channel.
     """
-    try:
-        with Image.open(path) as image:
-            label = np.array(image)
-    except OSError as error:
-        raise PrepareError(f"cannot read {path}: {error}") from error
+    with Image.open(path) as image:
+        label = np.array(image)
     if label.ndim != 2:
-        raise PrepareError(f"{path} is not a single-channel label map (shape {label.shape})")
+        raise ValueError(f"not a single-channel label map (shape {label.shape})")
     return label
 
 
-def write_label(label: np.ndarray, path: Path) -> None:
-    """Writes a uint8 label map as a mode-L PNG, atomically.
+def convert_label_file(pair: tuple[Path, Path], convert: Callable[[np.ndarray], np.ndarray],
+                       skip_all: int | None) -> bool:
+    """Writes the train ids of one raw label PNG as a mode-L PNG.
 
-    Args:
-        label: 2-D uint8 array.
-        path: Destination PNG.
+    Returns False, writing nothing, when every train id equals ``skip_all`` (None: never).
     """
-    atomic_save(Image.fromarray(label), path, "PNG")
-
-
-@dataclass
-class SplitCounts:
-    """What happened to the inputs of one split.
-
-    Attributes:
-        seen: Inputs examined.
-        written: Output files written by this run.
-        existing: Outputs already present and left alone (resumed run).
-        empty: Inputs whose converted label is entirely ignore, not written.
-    """
-
-    seen: int = 0
-    written: int = 0
-    existing: int = 0
-    empty: int = 0
-
-
-def convert_split(pairs: list, convert: Callable[[np.ndarray], np.ndarray], overwrite: bool,
-                  description: str, skip_all: int | None = None) -> SplitCounts:
-    """Converts the raw label PNGs of one split, skipping outputs that exist.
-
-    Args:
-        pairs: (raw PNG, output PNG) paths.
-        convert: Maps a raw label map to train ids; raises ValueError on a malformed one.
-        overwrite: Rewrite outputs that already exist instead of skipping them.
-        description: Label of the progress bar.
-        skip_all: Outputs entirely equal to this value are not written (and, with
-            ``overwrite``, a stale one is deleted); None writes every output.
-
-    Returns:
-        The counts of the split.
-
-    Raises:
-        PrepareError: A raw label cannot be read or converted.
-    """
-    counts = SplitCounts()
-    for source, destination in tqdm(pairs, desc=description, unit="label"):
-        counts.seen += 1
-        if destination.exists() and not overwrite:
-            counts.existing += 1
-            continue
-        try:
-            train_ids = convert(read_label(source))
-        except ValueError as error:
-            raise PrepareError(f"{source}: {error}") from error
-        if skip_all is not None and np.all(train_ids == skip_all):
-            counts.empty += 1
-            if destination.exists():  # stale output of an earlier run (only with --overwrite)
-                destination.unlink()
-            continue
-        write_label(train_ids, destination)
-        counts.written += 1
-    return counts
-
-
-def convert_splits(pairs: dict, convert: Callable[[np.ndarray], np.ndarray], overwrite: bool,
-                   report: Callable[[str, SplitCounts], bool], skip_all: int | None = None) -> int:
-    """Converts the splits one after the other and reports each.
-
-    Args:
-        pairs: {split: [(raw PNG, output PNG)]}; the output folders are created as needed.
-        convert: As for ``convert_split``.
-        overwrite: As for ``convert_split``.
-        report: Prints the summary of a split from its name and counts; returns False when
-            the split failed.
-        skip_all: As for ``convert_split``.
-
-    Returns:
-        The exit code: 0, or 1 when a split failed.
-
-    Raises:
-        PrepareError: A raw label cannot be read or converted.
-    """
-    all_ok = True
-    for split, split_pairs in pairs.items():
-        for folder in {destination.parent for _, destination in split_pairs}:
-            folder.mkdir(parents=True, exist_ok=True)
-        counts = convert_split(split_pairs, convert, overwrite, split, skip_all)
-        all_ok &= report(split, counts)
-    return 0 if all_ok else 1
-
-
-def print_counts(split: str, counts: SplitCounts, inputs: str, total: int) -> None:
-    """Prints the one-line summary of a split and checks that its counts add up.
-
-    Args:
-        split: The split name.
-        counts: What the conversion did.
-        inputs: What the inputs are called, e.g. ``"raw labels"``.
-        total: How many inputs the split has.
-    """
-    print(
-        f"{split}: {counts.seen} {inputs} seen, {counts.written} written, "
-        f"{counts.existing} skipped as existing, {counts.empty} skipped as all-ignore"
-    )
-    assert counts.seen == counts.written + counts.existing + counts.empty == total
-
-
-def compare_with_images(image_dir: Path, labels: list, label: str, labels_word: str,
-                        download: str = "") -> None:
-    """Prints how the ``*.jpg`` of ``image_dir`` and the label files pair up by file stem.
-
-    Args:
-        image_dir: The existing folder of images of the split.
-        labels: The raw label files of the split.
-        label: One label, as named in the warnings, e.g. ``"raw label"``.
-        labels_word: Several labels, e.g. ``"raw labels"``.
-        download: Appended to the warning about labels without an image, e.g. ``"; download
-            ..."``.
-    """
-    image_stems = {p.stem for p in image_dir.glob("*.jpg")}
-    label_stems = {p.stem for p in labels}
-    without_label = sorted(image_stems - label_stems)
-    without_image = sorted(label_stems - image_stems)
-    print(f"  {len(image_stems)} images in {image_dir}, {len(label_stems)} {labels_word}")
-    if without_label:
-        print(f"  warning: {len(without_label)} images have no {label}, "
-              f"e.g. {', '.join(without_label[:5])}")
-    if without_image:
-        print(f"  warning: {len(without_image)} {labels_word} have no image, "
-              f"e.g. {', '.join(without_image[:5])}{download}")
-
-
-def converted_any(counts: SplitCounts, error: str) -> bool:
-    """Tells whether a split has a converted label, printing ``error`` to stderr if not.
-
-    Args:
-        counts: What the conversion did.
-        error: The message when nothing was converted.
-
-    Returns:
-        True when at least one label was written or already existed.
-    """
-    if counts.written + counts.existing == 0:
-        print(f"  error: {error}", file=sys.stderr)
+    source, destination = pair
+    with reading(source):
+        train_ids = convert(read_label(source))
+    if skip_all is not None and np.all(train_ids == skip_all):
+        destination.unlink(missing_ok=True)  # a stale output of an earlier run (--overwrite)
         return False
+    atomic_save(Image.fromarray(train_ids), destination, "PNG")
     return True
 
 
-# ----------------------------------------------------------------------------- image + label pairs
-
-def convert_items(items: list, convert_one: Callable[..., bool], description: str) -> tuple:
-    """Runs ``convert_one`` on every item under a progress bar.
-
-    Args:
-        items: The inputs; each is passed to ``convert_one``.
-        convert_one: Writes the outputs of one item; returns False when they existed and were
-            kept.
-        description: Label of the progress bar.
-
-    Returns:
-        (written, skipped).
-    """
-    written = skipped = 0
-    for item in tqdm(items, desc=description, unit="img"):
-        if convert_one(item):
-            written += 1
-        else:
-            skipped += 1
-    return written, skipped
+def convert_label_files(pairs: LabelPairs, convert: Callable[[np.ndarray], np.ndarray],
+                        overwrite: bool, inputs: str, skip_all: int | None = None,
+                        check_split: Callable[[str], None] = _skip_check) -> int:
+    """``convert_splits`` for scripts that turn each raw label PNG into one output PNG."""
+    conversion = Conversion(outputs=lambda pair: (pair[1],), inputs=inputs,
+                            convert=partial(convert_label_file, convert=convert,
+                                            skip_all=skip_all))
+    return convert_splits(pairs, conversion, overwrite, check_split)
 
 
-def report_totals(written: int, skipped: int, nothing_converted: str) -> int:
-    """Prints the totals of a run and fails when nothing was converted.
+def same_name_pairs(raw_dir: Path, output_dir: Path, splits: Sequence[str],
+                    download: str) -> LabelPairs:
+    """Pairs every ``raw_dir/<split>/*.png`` with ``output_dir/<split>/`` + the same name."""
+    return {split: [(path, output_dir / split / path.name)
+                    for path in list_pngs(raw_dir / split, download)] for split in splits}
 
-    Args:
-        written: Inputs whose outputs this run wrote.
-        skipped: Inputs whose outputs already existed.
-        nothing_converted: The error message when there were no inputs.
 
-    Returns:
-        The exit code: 0, or 1 when nothing was converted.
-    """
-    print(f"inputs seen: {written + skipped}, written: {written}, "
-          f"skipped (already existed): {skipped}")
-    if written + skipped == 0:
-        print(f"error: {nothing_converted}", file=sys.stderr)
-        return 1
-    return 0
+def image_folder_exists(image_dir: Path, remedy: str) -> bool:
+    """Tells whether ``image_dir`` exists; prints a note with the ``remedy`` if not."""
+    if image_dir.is_dir():
+        return True
+    print(f"  note: {image_dir} not found, images not checked; {remedy} before training or "
+          "evaluating")
+    return False
+
+
+def warn_unmatched(problem: str, names: Iterable[str]) -> None:
+    """Prints a warning with the count and a few examples of ``names``, if there are any."""
+    names = sorted(names)
+    if names:
+        print(f"  warning: {len(names)} {problem}, e.g. {', '.join(names[:5])}")
+
+
+def compare_with_images(image_dir: Path, pairs: Sequence[tuple[Path, Path]], remedy: str) -> None:
+    """Prints how the ``*.jpg`` of ``image_dir`` and the raw labels of ``pairs`` pair up by name."""
+    if not image_folder_exists(image_dir, remedy):
+        return
+    image_names = {path.stem for path in image_dir.glob("*.jpg")}
+    label_names = {source.stem for source, _ in pairs}
+    print(f"  {len(image_names)} images in {image_dir}, {len(label_names)} labels")
+    warn_unmatched("images have no label", image_names - label_names)
+    warn_unmatched(f"labels have no image ({remedy})", label_names - image_names)
 
 
 # ----------------------------------------------------------------------------- Pascal Context
 
 PCONTEXT_SPLITS = ("train", "val")
+PCONTEXT_NUM_CLASSES = 459  # LabelMap: 0 = unlabeled, 1..459 = the classes of labels.txt
 # The end of the --help text of both Pascal-Context scripts.
 PCONTEXT_DOWNLOADS = """\
 Raw files to download and where to unpack them (defaults shown; all are overridable):
@@ -445,8 +364,9 @@ Raw files to download and where to unpack them (defaults shown; all are overrida
      It lists the train/val split; --train-list/--val-list text files can replace it.
   3. trainval.tar.gz from the Pascal-Context site (cs.stanford.edu/~roozbeh/pascal-context/):
      extract it into <root>/VOCdevkit/VOC2010/ so that trainval/<name>.mat exists (--mat-dir).
-The datasets root is $DETECTRON2_DATASETS, else ./datasets (--datasets-root).
 """
+VOC2010_DOWNLOAD = "download VOCtrainval_03-May-2010.tar and extract it into the datasets root"
+MAT_DOWNLOAD = "download trainval.tar.gz from the Pascal-Context site and extract it"
 
 
 @dataclass(frozen=True)
@@ -454,8 +374,8 @@ class PContextTarget:
     """The output of one Pascal-Context benchmark.
 
     Attributes:
-        name: Output folder under the datasets root, also the progress-bar label.
-        convert: Maps a LabelMap to train ids; raises ValueError on a malformed one.
+        name: Output folder under the datasets root.
+        convert: Maps a checked LabelMap (values 0..459) to train ids.
         label_suffix: File suffix of the labels, e.g. ``".png"``.
         label_format: PIL format of the labels, e.g. ``"PNG"``.
     """
@@ -466,79 +386,56 @@ class PContextTarget:
     label_format: str
 
 
-def check_label_map(label_map: np.ndarray, num_classes: int) -> np.ndarray:
-    """Checks that a Pascal-Context LabelMap is 2-D integer with values in 0..num_classes.
-
-    Args:
-        label_map: The array to check.
-        num_classes: The largest valid value.
-
-    Returns:
-        The array as a numpy array.
+def check_label_map(label_map: np.ndarray) -> np.ndarray:
+    """Returns the LabelMap as an array after checking it is 2-D integer with values 0..459.
 
     Raises:
-        ValueError: The array is not 2-D integer or holds values out of range.
+        ValueError: It is not.
     """
     label_map = np.asarray(label_map)
     if label_map.ndim != 2 or not np.issubdtype(label_map.dtype, np.integer):
         raise ValueError(
             f"expected a 2-D integer LabelMap, got {label_map.dtype} {label_map.shape}")
-    if label_map.size and (label_map.min() < 0 or label_map.max() > num_classes):
+    if label_map.size and (label_map.min() < 0 or label_map.max() > PCONTEXT_NUM_CLASSES):
         raise ValueError(
-            f"LabelMap values must lie in 0..{num_classes}, got "
+            f"LabelMap values must lie in 0..{PCONTEXT_NUM_CLASSES}, got "
             f"{label_map.min()}..{label_map.max()}")
     return label_map
 
 
 def load_label_map(mat_path: Path) -> np.ndarray:
-    """Reads the ``LabelMap`` field of a Pascal-Context ``.mat`` file.
-
-    Args:
-        mat_path: Path of ``trainval/<name>.mat``.
-
-    Returns:
-        The LabelMap array as stored (uint16 in the official files).
+    """The ``LabelMap`` field of a Pascal-Context ``.mat`` file, as stored (uint16).
 
     Raises:
-        PrepareError: The file has no ``LabelMap`` field.
+        ValueError: The file has no ``LabelMap`` field.
     """
     import scipy.io  # here, so that the scripts that read no .mat file do not need scipy
 
     data = scipy.io.loadmat(str(mat_path))
     if "LabelMap" not in data:
-        raise PrepareError(f"{mat_path} has no 'LabelMap' field (is it a Pascal-Context .mat?)")
+        raise ValueError("no 'LabelMap' field (is it a Pascal-Context .mat?)")
     return data["LabelMap"]
 
 
 def image_name_from_entry(entry: dict) -> str:
-    """Returns the image name (``2008_000002``) of one ``images`` entry of the Detail JSON.
-
-    Args:
-        entry: Dict with ``file_name`` (preferred) or an integer ``image_id`` like 2008000002.
-
-    Returns:
-        The file stem.
-    """
+    """The image name (``2008_000002``) from ``file_name``, else from an ``image_id`` 2008000002."""
     if "file_name" in entry:
         return Path(str(entry["file_name"])).stem
     digits = str(int(entry["image_id"]))
     return f"{digits[:4]}_{digits[4:]}"
 
 
-def splits_from_detail_json(json_path: Path) -> dict:
-    """Reads the train/val image names from ``trainval_merged.json``.
+def splits_from_detail_json(json_path: Path) -> dict[str, list[str]]:
+    """The sorted train and val image names of ``trainval_merged.json``; other phases are left out.
 
-    Args:
-        json_path: The PASCAL-in-Detail annotation file.
-
-    Returns:
-        ``{"train": [...], "val": [...]}`` with sorted, de-duplicated image names; images of
-        any other phase are left out.
+    The file is a JSON object whose ``images`` list holds one dict per image with ``phase``
+    (``"train"``/``"val"``, what the Detail API's ``getImgs`` filters on) and ``file_name``
+    or ``image_id``.
 
     Raises:
-        PrepareError: The file is not a Detail-style JSON with an ``images`` list.
+        PrepareError: The file is not such a JSON object.
     """
-    with open(json_path, encoding="utf-8") as f:
+    with reading(json_path), open(json_path, encoding="utf-8") as f:
         data = json.load(f)
     images = data.get("images") if isinstance(data, dict) else None
     if not isinstance(images, list):
@@ -551,69 +448,37 @@ def splits_from_detail_json(json_path: Path) -> dict:
     return {split: sorted(names) for split, names in splits.items()}
 
 
-def read_name_list(path: Path) -> list:
-    """Reads a text file of image names, one per line (blank lines and extensions ignored).
-
-    Args:
-        path: The list file.
-
-    Returns:
-        Sorted, de-duplicated image names.
-    """
-    names = set()
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if line:
-            names.add(Path(line).stem)
-    return sorted(names)
+def read_name_list(path: Path) -> list[str]:
+    """The sorted image names of a text file, one a line (blank lines and extensions ignored)."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return sorted({Path(line.strip()).stem for line in lines if line.strip()})
 
 
-def build_pcontext_parser(description: str, output_name: str) -> argparse.ArgumentParser:
-    """Builds the command-line parser of a Pascal-Context script.
-
-    Args:
-        description: The --help text.
-        output_name: The default output folder under the datasets root.
-
-    Returns:
-        The parser.
-    """
-    p = new_parser(description)
-    add_datasets_root_option(p)
-    p.add_argument("--voc-root", type=Path, default=None,
-                   help="folder holding JPEGImages/ (default: <root>/VOCdevkit/VOC2010)")
-    p.add_argument("--json", type=Path, default=None,
-                   help="trainval_merged.json (default: <voc-root>/trainval_merged.json)")
-    p.add_argument("--mat-dir", type=Path, default=None,
-                   help="Pascal-Context trainval/ folder of .mat files "
-                   "(default: <voc-root>/trainval)")
-    p.add_argument("--train-list", type=Path, default=None,
-                   help="text file of train image names; with --val-list, replaces the JSON")
-    p.add_argument("--val-list", type=Path, default=None, help="text file of val image names")
-    p.add_argument("--output", type=Path, default=None,
-                   help=f"output folder (default: <root>/{output_name})")
-    p.add_argument("--overwrite", action="store_true", help="rewrite outputs that already exist")
-    return p
+def add_pcontext_options(parser: argparse.ArgumentParser, output_name: str) -> None:
+    """Adds the input and output options of the Pascal-Context scripts."""
+    parser.add_argument("--voc-root", type=Path, metavar="DIR",
+                        help="folder holding JPEGImages/ (default: <root>/VOCdevkit/VOC2010)")
+    parser.add_argument("--json", type=Path, metavar="FILE",
+                        help="trainval_merged.json (default: <voc-root>/trainval_merged.json)")
+    parser.add_argument("--mat-dir", type=Path, metavar="DIR",
+                        help="Pascal-Context trainval/ folder of .mat files "
+                             "(default: <voc-root>/trainval)")
+    parser.add_argument("--train-list", type=Path, metavar="FILE",
+                        help="text file of train image names; with --val-list, replaces the JSON "
+                             "(default: none)")
+    parser.add_argument("--val-list", type=Path, metavar="FILE",
+                        help="text file of val image names (default: none)")
+    parser.add_argument("--output", type=Path, metavar="DIR",
+                        help=f"output folder (default: <root>/{output_name})")
 
 
-def resolve_splits(args: argparse.Namespace, voc_root: Path) -> dict:
-    """Gets the split lists from --train-list/--val-list or from the Detail JSON.
-
-    Args:
-        args: Parsed arguments.
-        voc_root: Folder holding JPEGImages.
-
-    Returns:
-        ``{"train": names, "val": names}``.
-
-    Raises:
-        PrepareError: An input is missing or only one list file is given.
-    """
+def resolve_splits(args: argparse.Namespace, voc_root: Path) -> dict[str, list[str]]:
+    """The split lists, from --train-list/--val-list or else from the Detail JSON."""
     if (args.train_list is None) != (args.val_list is None):
         raise PrepareError("give both --train-list and --val-list, or neither (to use the JSON)")
     if args.train_list is not None:
-        require(args.train_list, "a text file of train image names (one per line)")
-        require(args.val_list, "a text file of val image names (one per line)")
+        require(args.train_list, "give a text file of train image names (one per line)")
+        require(args.val_list, "give a text file of val image names (one per line)")
         return {"train": read_name_list(args.train_list), "val": read_name_list(args.val_list)}
     json_path = args.json or voc_root / "trainval_merged.json"
     require(json_path, "download trainval_merged.json (PASCAL in Detail) and put it next to "
@@ -621,97 +486,67 @@ def resolve_splits(args: argparse.Namespace, voc_root: Path) -> dict:
     return splits_from_detail_json(json_path)
 
 
-def convert_pcontext_image(name: str, jpeg_dir: Path, mat_dir: Path, out_dir: Path,
-                           overwrite: bool, target: PContextTarget) -> bool:
-    """Copies one image and writes its label.
+@dataclass(frozen=True)
+class PContextImage:
+    """One listed image: its inputs and where its outputs go."""
 
-    Args:
-        name: Image name, e.g. ``2008_000002``.
-        jpeg_dir: VOC2010 ``JPEGImages`` folder.
-        mat_dir: Pascal-Context ``trainval`` folder of ``.mat`` files.
-        out_dir: ``<target.name>/<split>``.
-        overwrite: Rewrite outputs that already exist.
-        target: The label conversion and format.
+    jpeg: Path
+    mat: Path
+    image_out: Path
+    label_out: Path
 
-    Returns:
-        True if written, False if both outputs existed and were kept.
+
+def list_pcontext_images(args: argparse.Namespace, target: PContextTarget
+                         ) -> dict[str, list[PContextImage]]:
+    """The images of each split, after checking that all their inputs exist."""
+    voc_root = args.voc_root or args.datasets_root / "VOCdevkit" / "VOC2010"
+    jpeg_dir = voc_root / "JPEGImages"
+    require(jpeg_dir, f"{VOC2010_DOWNLOAD} (or pass --voc-root)", kind="folder")
+    mat_dir = args.mat_dir or voc_root / "trainval"
+    require(mat_dir, f"{MAT_DOWNLOAD} into {voc_root} (or pass --mat-dir)", kind="folder")
+    out_root = args.output or args.datasets_root / target.name
+    images = {split: [PContextImage(jpeg_dir / f"{name}.jpg", mat_dir / f"{name}.mat",
+                                    out_root / split / "image" / f"{name}.jpg",
+                                    out_root / split / "label" / f"{name}{target.label_suffix}")
+                      for name in names]
+              for split, names in resolve_splits(args, voc_root).items()}
+    listed = [image for split_images in images.values() for image in split_images]
+    require_all((image.jpeg for image in listed), f"listed images are missing from {jpeg_dir}",
+                VOC2010_DOWNLOAD)
+    require_all((image.mat for image in listed), f"listed labels are missing from {mat_dir}",
+                MAT_DOWNLOAD)
+    return images
+
+
+def convert_pcontext_image(image: PContextImage, target: PContextTarget) -> bool:
+    """Copies one image and writes its label; returns True (nothing is left out as all-ignore).
 
     Raises:
-        PrepareError: The label is malformed or its size differs from the image's.
+        PrepareError: The LabelMap is malformed or its size differs from the image's.
     """
-    dst_img = out_dir / "image" / f"{name}.jpg"
-    dst_lab = out_dir / "label" / f"{name}{target.label_suffix}"
-    if not overwrite and dst_img.is_file() and dst_lab.is_file():
-        return False
-    src_img = jpeg_dir / f"{name}.jpg"
-    mat_path = mat_dir / f"{name}.mat"
-    try:
-        label = target.convert(load_label_map(mat_path))
-    except ValueError as e:
-        raise PrepareError(f"{mat_path}: {e}") from e
-    with Image.open(src_img) as im:
-        size = im.size
-    if label.shape != (size[1], size[0]):
-        raise PrepareError(
-            f"{mat_path}: LabelMap is {label.shape[1]}x{label.shape[0]} but {src_img} is "
-            f"{size[0]}x{size[1]}")
-    atomic_copy(src_img, dst_img)
-    atomic_save(Image.fromarray(label), dst_lab, target.label_format)
+    with reading(image.mat):
+        label = target.convert(check_label_map(load_label_map(image.mat)))
+    with reading(image.jpeg), Image.open(image.jpeg) as jpeg:
+        width, height = jpeg.size
+    if label.shape != (height, width):
+        raise PrepareError(f"{image.mat}: LabelMap is {label.shape[1]}x{label.shape[0]} but "
+                           f"{image.jpeg} is {width}x{height}")
+    atomic_copy(image.jpeg, image.image_out)
+    atomic_save(Image.fromarray(label), image.label_out, target.label_format)
     return True
 
 
 def run_pcontext(args: argparse.Namespace, target: PContextTarget) -> int:
-    """Converts every listed Pascal-Context image.
-
-    Args:
-        args: Parsed arguments of ``build_pcontext_parser``.
-        target: The label conversion and format.
-
-    Returns:
-        The exit code: 0, or 1 when nothing was converted.
-
-    Raises:
-        PrepareError: An input is missing or malformed.
-    """
-    voc_root = args.voc_root or args.datasets_root / "VOCdevkit" / "VOC2010"
-    jpeg_dir = voc_root / "JPEGImages"
-    require(jpeg_dir, "download VOCtrainval_03-May-2010.tar and extract it so that "
-            "VOCdevkit/VOC2010/JPEGImages exists (or pass --voc-root)", kind="folder")
-    mat_dir = args.mat_dir or voc_root / "trainval"
-    require(mat_dir, "download trainval.tar.gz from the Pascal-Context site and extract it so "
-            "that trainval/<name>.mat exists (or pass --mat-dir)", kind="folder")
-    splits = resolve_splits(args, voc_root)
-    require_all((path for split in PCONTEXT_SPLITS for name in splits[split]
-                 for path in (jpeg_dir / f"{name}.jpg", mat_dir / f"{name}.mat")),
-                "listed input files are missing (VOCtrainval_03-May-2010.tar JPEGs / "
-                "Pascal-Context trainval.tar.gz .mat files)")
-
-    out_root = args.output or args.datasets_root / target.name
-    written = skipped = 0
-    for split in PCONTEXT_SPLITS:
-        out_dir = out_root / split
-        (out_dir / "image").mkdir(parents=True, exist_ok=True)
-        (out_dir / "label").mkdir(parents=True, exist_ok=True)
-        convert_one = partial(convert_pcontext_image, jpeg_dir=jpeg_dir, mat_dir=mat_dir,
-                              out_dir=out_dir, overwrite=args.overwrite, target=target)
-        split_written, split_skipped = convert_items(splits[split], convert_one,
-                                                     f"{target.name} {split}")
-        written += split_written
-        skipped += split_skipped
-        print(f"{split}: {len(splits[split])} images -> {out_dir}")
-    return report_totals(written, skipped, "nothing was converted (empty split lists?)")
+    """Converts every listed Pascal-Context image of both splits."""
+    conversion = Conversion(outputs=lambda image: (image.image_out, image.label_out),
+                            convert=partial(convert_pcontext_image, target=target),
+                            inputs="images")
+    return convert_splits(list_pcontext_images(args, target), conversion, args.overwrite)
 
 
-def pcontext_main(argv, description: str, target: PContextTarget) -> int:
-    """The command-line entry point of a Pascal-Context script.
-
-    Args:
-        argv: Arguments without the program name, or None for sys.argv[1:].
-        description: The --help text.
-        target: The label conversion and format.
-
-    Returns:
-        0 on success, 1 if nothing was converted, 2 on a missing or malformed input.
-    """
-    args = build_pcontext_parser(description, target.name).parse_args(argv)
-    return run_reporting_errors(lambda: run_pcontext(args, target), error_code=2)
+def pcontext_main(description: str, target: PContextTarget
+                  ) -> Callable[[Sequence[str] | None], int]:
+    """The ``main`` of a Pascal-Context script; its --help ends with the downloads."""
+    return script_main(f"{description}\n{PCONTEXT_DOWNLOADS}",
+                       partial(run_pcontext, target=target),
+                       partial(add_pcontext_options, output_name=target.name))

@@ -1,10 +1,22 @@
 #!/usr/bin/env python3
 """Convert COCO-Stuff-164k label maps to the 171-class detectron2 format used by san_d2.
 
-Standalone apart from _prepare_common.py next to it: needs only numpy, Pillow and tqdm. Run with
---help for the downloads.
+Downloads, unpacked under <root>/coco/:
+  train2017.zip, val2017.zip        http://images.cocodataset.org/zips/
+                                    -> coco/train2017/*.jpg, coco/val2017/*.jpg
+  stuffthingmaps_trainval2017.zip   COCO-Stuff site (https://github.com/nightrome/cocostuff)
+                                    -> coco/stuffthingmaps/{train2017,val2017}/*.png
+
+Reads coco/stuffthingmaps/{train2017,val2017}/*.png (value = COCO category id - 1, 255 =
+unlabeled) and writes coco/stuffthingmaps_detectron2/{train2017,val2017}/*.png: uint8 train ids
+0..170 in ascending COCO id order, 255 = ignore. Labels that would be entirely 255 are not
+written. Only the label zip is needed for the conversion; the image folders, when present, are
+used to report images without a label. The rule is that of SimSeg's (MendelXu/zsseg.baseline)
+datasets/prepare_coco_stuff_164k_sem_seg.py, which SAN's data preparation follows.
 """
+import argparse
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +24,8 @@ import numpy as np
 # The helper sits next to this script; put it on the path also when the script is loaded by path.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _prepare_common import (  # noqa: E402
-    SplitCounts, compare_with_images, convert_splits, converted_any, list_pngs,
-    lookup_train_ids, parse_root_and_overwrite, print_counts, run_reporting_errors,
+    LabelPairs, compare_with_images, convert_label_files, lookup_train_ids, same_name_pairs,
+    script_main,
 )
 
 SPLITS = ("train2017", "val2017")
@@ -27,7 +39,7 @@ NUM_CLASSES = len(USED_RAW_VALUES)  # 171
 _TRAIN_ID_OF_RAW = np.full(256, IGNORE_LABEL, dtype=np.uint8)
 _TRAIN_ID_OF_RAW[list(USED_RAW_VALUES)] = np.arange(NUM_CLASSES, dtype=np.uint8)
 
-IMAGES_HINT = "{split}.zip from http://images.cocodataset.org/zips/ (unzip it into {coco})"
+IMAGES_HINT = "download {split}.zip from http://images.cocodataset.org/zips/ and unzip it in {coco}"
 LABELS_HINT = (
     "stuffthingmaps_trainval2017.zip from the COCO-Stuff site "
     "(http://calvin.inf.ed.ac.uk/wp-content/uploads/data/cocostuffdataset/"
@@ -35,131 +47,30 @@ LABELS_HINT = (
     "unzip it into {labels})"
 )
 
-DESCRIPTION = """\
-Convert COCO-Stuff-164k label maps to the 171-class detectron2 format used by san_d2.
-
-Downloads, unpacked under DATASETS_ROOT/coco/:
-  train2017.zip, val2017.zip        http://images.cocodataset.org/zips/
-                                    -> coco/train2017/*.jpg, coco/val2017/*.jpg
-  stuffthingmaps_trainval2017.zip   COCO-Stuff site (https://github.com/nightrome/cocostuff)
-                                    -> coco/stuffthingmaps/{train2017,val2017}/*.png
-
-Reads coco/stuffthingmaps/{train2017,val2017}/*.png (value = COCO category id - 1, 255 =
-unlabeled) and writes coco/stuffthingmaps_detectron2/{train2017,val2017}/*.png: uint8 train ids
-0..170 in ascending COCO id order, 255 = ignore. Labels that would be entirely 255 are not
-written. Only the label zip is needed for the conversion; the image folders, when present, are
-used to report images without a label.
-"""
-
 
 def convert_label(label: np.ndarray) -> np.ndarray:
-    """Maps a raw COCO-Stuff label map to train ids.
-
-    Args:
-        label: Integer array of raw values (COCO category id - 1, 255 = unlabeled).
-
-    Returns:
-        A uint8 array of the same shape: the 171 used raw values become their rank 0..170, every
-        other value becomes 255.
-
-    Raises:
-        ValueError: The array is not integer.
-    """
+    """Maps raw values to train ids: the 171 used ones to their rank 0..170, the others to 255."""
     return lookup_train_ids(label, _TRAIN_ID_OF_RAW, IGNORE_LABEL)
 
 
-def list_raw_labels(coco_dir: Path, split: str) -> list:
-    """Lists the raw label PNGs of a split, failing clearly when there are none.
-
-    Args:
-        coco_dir: DATASETS_ROOT/coco.
-        split: "train2017" or "val2017".
-
-    Returns:
-        The sorted PNG paths.
-
-    Raises:
-        PrepareError: The folder is missing or holds no PNG.
-    """
-    hint = LABELS_HINT.format(labels=coco_dir / "stuffthingmaps")
-    return list_pngs(coco_dir / "stuffthingmaps" / split, hint)
+def check_images(split: str, pairs: LabelPairs, coco_dir: Path) -> None:
+    """Reports the images of coco/<split>/ without a label and the labels without an image."""
+    remedy = IMAGES_HINT.format(split=split, coco=coco_dir)
+    compare_with_images(coco_dir / split, pairs[split], remedy)
 
 
-def report_split(split: str, counts: SplitCounts, raw_labels: list, coco_dir: Path) -> bool:
-    """Prints the summary of one split and checks its counts.
-
-    Args:
-        split: The split name.
-        counts: What the conversion did.
-        raw_labels: The raw label files of the split.
-        coco_dir: DATASETS_ROOT/coco, where the images of the split are looked for.
-
-    Returns:
-        True when the split has at least one converted label.
-    """
-    print_counts(split, counts, "raw labels", len(raw_labels))
-    image_dir = coco_dir / split
-    images_hint = IMAGES_HINT.format(split=split, coco=coco_dir)
-    if image_dir.is_dir():
-        compare_with_images(image_dir, raw_labels, "raw label", "raw labels",
-                            download=f"; download {images_hint}")
-    else:
-        print(f"  note: {image_dir} not found, images not checked; download "
-              f"{images_hint} before training or evaluating")
-    return converted_any(counts, f"no label of {split} was converted "
-                         f"(all {counts.seen} raw labels are entirely unlabeled)")
-
-
-def parse_args(argv):
-    """Parses ``[datasets_root] [--overwrite]``.
-
-    Args:
-        argv: Arguments without the program name, or None for sys.argv[1:].
-
-    Returns:
-        The namespace: ``datasets_root`` (the folder holding coco/) and
-        ``overwrite``.
-    """
-    return parse_root_and_overwrite(argv, DESCRIPTION, "coco/")
-
-
-def run(args) -> int:
-    """Converts coco/stuffthingmaps/{train2017,val2017} into coco/stuffthingmaps_detectron2/.
-
-    Prints the summary of each split.
-
-    Args:
-        args: The namespace of ``parse_args``.
-
-    Returns:
-        The exit code: 0, or 1 when a split converted nothing.
-
-    Raises:
-        PrepareError: An input is missing or malformed.
-    """
+def run(args: argparse.Namespace) -> int:
+    """Converts coco/stuffthingmaps/ into coco/stuffthingmaps_detectron2/."""
     coco_dir = args.datasets_root / "coco"
-    raw_labels = {split: list_raw_labels(coco_dir, split) for split in SPLITS}
-    output_dir = coco_dir / "stuffthingmaps_detectron2"
-    pairs = {split: [(path, output_dir / split / path.name) for path in raw_labels[split]]
-             for split in SPLITS}
-    return convert_splits(
-        pairs, convert_label, args.overwrite,
-        lambda split, counts: report_split(split, counts, raw_labels[split], coco_dir),
-        skip_all=IGNORE_LABEL)
+    download = LABELS_HINT.format(labels=coco_dir / "stuffthingmaps")
+    pairs = same_name_pairs(coco_dir / "stuffthingmaps", coco_dir / "stuffthingmaps_detectron2",
+                            SPLITS, download)
+    return convert_label_files(pairs, convert_label, args.overwrite, "raw labels",
+                               skip_all=IGNORE_LABEL,
+                               check_split=partial(check_images, pairs=pairs, coco_dir=coco_dir))
 
 
-def main(argv=None) -> int:
-    """Converts both splits and prints the count check.
-
-    Args:
-        argv: Arguments without the program name, or None for sys.argv[1:].
-
-    Returns:
-        0 on success, 1 when an input is missing or malformed or a split converted nothing.
-    """
-    args = parse_args(argv)
-    return run_reporting_errors(lambda: run(args), error_code=1)
-
+main = script_main(__doc__, run)
 
 if __name__ == "__main__":
     sys.exit(main())

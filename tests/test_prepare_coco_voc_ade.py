@@ -1,9 +1,10 @@
 """The COCO-Stuff, VOC and ADE20K-150 preparation scripts in datasets/, on tiny raw fixtures.
 
-The expected train ids are computed here from the rules of DATASETS.md sections 1, 2 and 5, not
-taken from the scripts.
+The expected train ids are computed here from the benchmarks' label rules, written out below
+independently of the scripts.
 """
 import importlib.util
+import re
 from pathlib import Path
 
 import numpy as np
@@ -57,13 +58,26 @@ def _snapshot(folder):
     return {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(folder.rglob("*.png"))}
 
 
+SUMMARY = re.compile(r"^(\S+): (\d+) .* seen, (\d+) written, (\d+) skipped as existing"
+                     r"(?:, (\d+) skipped as all-ignore)?$", re.MULTILINE)
+
+
+def _summaries(out):
+    """{split: (seen, written, existing, all-ignore)} from the summary lines of a run."""
+    return {m[1]: tuple(int(n or 0) for n in m.groups()[1:]) for m in SUMMARY.finditer(out)}
+
+
 # Rules, written independently of the scripts ---------------------------------------------------
 
+# COCO's 80 thing classes have ids 1..90 without these ten; its 91 stuff classes have 92..182.
+RETIRED_COCO_THING_IDS = {12, 26, 29, 30, 45, 66, 68, 69, 71, 83}
+COCO_IDS = [i for i in range(1, 91) if i not in RETIRED_COCO_THING_IDS] + list(range(92, 183))
+
+
 def _coco_expected(raw):
-    unused = {11, 25, 28, 29, 44, 65, 67, 68, 70, 82, 90}
-    used = [v for v in range(182) if v not in unused]
-    assert len(used) == 171
-    rank = {v: i for i, v in enumerate(used)}
+    """stuffthingmaps hold COCO id - 1; the 171 classes get their rank in ascending id order."""
+    assert len(COCO_IDS) == 171
+    rank = {coco_id - 1: i for i, coco_id in enumerate(COCO_IDS)}
     return np.vectorize(lambda v: rank.get(int(v), 255), otypes=[np.uint8])(raw)
 
 
@@ -169,27 +183,30 @@ def case(request, tmp_path):
 
 # Tests common to the three scripts -------------------------------------------------------------
 
+def _root(path):
+    return ["--datasets-root", str(path)]
+
+
 def test_converts_pixel_by_pixel_and_skips_all_ignore(case, capsys):
     script, root, expected, (out_rel, _, _) = case
-    assert script.main([str(root)]) == 0
+    assert script.main(_root(root)) == 0
     out_dir = root / out_rel
     for split, labels in expected.items():
         written = {p.stem for p in (out_dir / split).glob("*.png")}
         assert written == {name for name, label in labels.items() if label is not None}
         for name in written:
             np.testing.assert_array_equal(_read_png(out_dir / split / f"{name}.png"), labels[name])
-    assert not list(out_dir.rglob("*.tmp"))
-    summary = capsys.readouterr().out
+    assert [p.suffix for p in out_dir.rglob("*") if p.is_file()] == [".png"] * sum(
+        label is not None for labels in expected.values() for label in labels.values())
+    summaries = _summaries(capsys.readouterr().out)
     for split, labels in expected.items():
         n_empty = sum(label is None for label in labels.values())
-        assert (f"{split}: {len(labels)} " in summary
-                and f"{len(labels) - n_empty} written, 0 skipped as existing, "
-                    f"{n_empty} skipped as all-ignore" in summary)
+        assert summaries[split] == (len(labels), len(labels) - n_empty, 0, n_empty)
 
 
 def test_rerun_resumes_and_overwrite_rewrites(case, capsys):
     script, root, expected, (out_rel, _, _) = case
-    assert script.main([str(root)]) == 0
+    assert script.main(_root(root)) == 0
     out_dir = root / out_rel
     before = _snapshot(out_dir)
     first_split = next(iter(expected))
@@ -198,17 +215,17 @@ def test_rerun_resumes_and_overwrite_rewrites(case, capsys):
     Image.fromarray(np.full((2, 2), 7, np.uint8)).save(marked)  # stands for an earlier result
     capsys.readouterr()
 
-    assert script.main([str(root)]) == 0
-    summary = capsys.readouterr().out
+    assert script.main(_root(root)) == 0
+    summaries = _summaries(capsys.readouterr().out)
     for split, labels in expected.items():
-        n_kept = sum(label is not None for label in labels.values())
-        assert f", 0 written, {n_kept} skipped as existing" in summary
+        n_empty = sum(label is None for label in labels.values())
+        assert summaries[split] == (len(labels), 0, len(labels) - n_empty, n_empty)
     after = _snapshot(out_dir)
     assert after.keys() == before.keys()
     assert all(after[n] == before[n] for n in after if n != marked.name)
     np.testing.assert_array_equal(_read_png(marked), np.full((2, 2), 7))  # not rewritten
 
-    assert script.main([str(root), "--overwrite"]) == 0
+    assert script.main([*_root(root), "--overwrite"]) == 0
     np.testing.assert_array_equal(_read_png(marked), expected[first_split][kept])
     assert _snapshot(out_dir).keys() == before.keys()
 
@@ -221,7 +238,7 @@ def test_help_names_the_raw_downloads(case, capsys):
     text = capsys.readouterr().out
     for archive in archives:
         assert archive in text
-    assert "--overwrite" in text and "DETECTRON2_DATASETS" in text
+    assert "--datasets-root" in text and "--overwrite" in text and "DETECTRON2_DATASETS" in text
 
 
 def test_missing_raw_folder_fails_naming_it(case, capsys):
@@ -230,8 +247,9 @@ def test_missing_raw_folder_fails_naming_it(case, capsys):
     for path in sorted(missing.rglob("*"), reverse=True):
         path.unlink() if path.is_file() else path.rmdir()
     missing.rmdir()
-    assert script.main([str(root)]) != 0
+    assert script.main(_root(root)) == 2
     error = capsys.readouterr().err
+    assert error.startswith("error: ") and error.count("\n") == 1
     assert str(missing) in error and any(archive in error for archive in archives)
     assert not (root / out_rel).exists()  # nothing converted before the check
 
@@ -256,17 +274,19 @@ def test_coco_label_table(coco):
 
 def test_coco_reports_images_without_label(coco, tmp_path, capsys):
     _coco_fixture(tmp_path)
-    assert coco.main([str(tmp_path)]) == 0
+    assert coco.main(_root(tmp_path)) == 0
     out = capsys.readouterr().out
-    assert "1 images have no raw label, e.g. 000000999999" in out
+    assert "1 images have no label, e.g. 000000999999" in out
 
 
 def test_coco_fails_when_nothing_is_converted(coco, tmp_path, capsys):
     for split in ("train2017", "val2017"):
         _save_png(np.full((3, 3), 255, np.uint8),
                   tmp_path / "coco" / "stuffthingmaps" / split / "000000000001.png")
-    assert coco.main([str(tmp_path)]) != 0
-    assert "no label of train2017 was converted" in capsys.readouterr().err
+    assert coco.main(_root(tmp_path)) == 1
+    error = capsys.readouterr().err
+    assert "error: train2017: nothing converted (all 1 raw labels are entirely ignore)" in error
+    assert "error: val2017: nothing converted" in error
 
 
 def test_coco_empty_split_folder_fails(coco, tmp_path, capsys):
@@ -274,7 +294,7 @@ def test_coco_empty_split_folder_fails(coco, tmp_path, capsys):
     val_dir = tmp_path / "coco" / "stuffthingmaps" / "val2017"
     for path in val_dir.iterdir():
         path.unlink()
-    assert coco.main([str(tmp_path)]) != 0
+    assert coco.main(_root(tmp_path)) == 2
     assert str(val_dir) in capsys.readouterr().err
 
 
@@ -287,7 +307,7 @@ def test_voc_label_table(voc):
 
 def test_voc_unlisted_labels_are_not_converted(voc, tmp_path):
     _voc_fixture(tmp_path)
-    assert voc.main([str(tmp_path)]) == 0
+    assert voc.main(_root(tmp_path)) == 0
     assert not list((tmp_path / "VOC2012" / "annotations_detectron2").rglob("2011_000001.png"))
 
 
@@ -300,7 +320,7 @@ def test_voc_missing_list_or_label_fails_naming_it(voc, tmp_path, capsys, missin
     else:
         path = voc_dir / missing
     path.unlink()
-    assert voc.main([str(tmp_path)]) != 0
+    assert voc.main(_root(tmp_path)) == 2
     error = capsys.readouterr().err
     assert str(path) in error
     assert ("trainaug" if missing == "train.txt" else
@@ -310,7 +330,7 @@ def test_voc_missing_list_or_label_fails_naming_it(voc, tmp_path, capsys, missin
 
 def test_voc_root_given_as_voc2012_gets_advice(voc, tmp_path, capsys):
     _voc_fixture(tmp_path)
-    assert voc.main([str(tmp_path / "VOC2012")]) != 0
+    assert voc.main(_root(tmp_path / "VOC2012")) == 2
     assert "not VOC2012 itself" in capsys.readouterr().err
 
 
@@ -327,6 +347,6 @@ def test_ade_rejects_16_bit_annotation(ade, tmp_path, capsys):
     Image.fromarray(np.full((4, 4), 300, np.uint16)).save(bad)
     with Image.open(bad) as image:
         assert np.array(image).dtype != np.uint8  # the fixture really is 16-bit
-    assert ade.main([str(tmp_path)]) != 0
+    assert ade.main(_root(tmp_path)) == 2
     error = capsys.readouterr().err
     assert str(bad) in error and "uint8" in error

@@ -2,7 +2,9 @@
 
 Every fixture is generated here in the raw formats (VOC JPEGs, Pascal-Context ``.mat`` files
 with a uint16 ``LabelMap``, a trainval_merged-style JSON, ADE ``_seg.png`` files and an index
-pickle); expected outputs are computed independently from the rules of DATASETS.md 3, 4 and 6.
+pickle); expected outputs are computed here from the benchmarks' rules, independently of the
+scripts: PC-59 keeps the 59 benchmark classes, ranked by their id in the 459-class numbering;
+PC-459 is LabelMap - 1; ADE-847 maps the raw ids of MaskFormer's table to their position in it.
 """
 import hashlib
 import importlib.util
@@ -16,18 +18,29 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from san_d2.data import load_labelset
+
 scipy_io = pytest.importorskip("scipy.io")
 cv2 = pytest.importorskip("cv2")
 
 REPO = Path(__file__).resolve().parents[1]
 DATASETS_DIR = REPO / "datasets"
 
-# DATASETS.md section 3: the 59 kept classes in the 459 numbering.
-PC59_IDS = [2, 9, 18, 19, 22, 23, 25, 31, 33, 34, 44, 45, 46, 59, 65, 68, 72, 80, 85, 98, 104,
-            105, 113, 115, 144, 158, 159, 162, 187, 189, 207, 220, 232, 258, 259, 260, 284, 295,
-            296, 308, 324, 326, 347, 349, 354, 355, 360, 366, 368, 397, 415, 416, 420, 424, 427,
-            440, 445, 454, 458]
-# DATASETS.md section 8.
+
+def _pc59_ids():
+    """The ids (labels.txt numbering, 1-based) of the PC-59 classes, in PC-59 train-id order.
+
+    Found by name in san_d2's 459-class list, whose entry k - 1 is class k; the benchmark calls
+    class 397 "table" "diningtable".
+    """
+    names_459 = load_labelset("pcontext_459")
+    return [names_459.index("table" if name == "diningtable" else name) + 1
+            for name in load_labelset("pcontext_59")]
+
+
+PC59_IDS = _pc59_ids()
+# Checksums of the table of MaskFormer's datasets/prepare_ade20k_full_sem_seg.py: its 847 raw ids
+# as decimals joined by ",", and its names joined by newlines.
 ADE847_IDS_SHA256 = "bcfc1752c4119012ed706b14f893526e479b90d0a6c2fe32ecaa1ad61e87bd0b"
 ADE847_NAMES_SHA256 = "ee311c5f3b780a16a58f40726927f6c41149860a5fca6c1116ea1dca129efd8b"
 
@@ -119,8 +132,11 @@ def expected_459(lm):
     return out
 
 
-def test_pc59_id_set_matches_spec(pc59):
-    assert sorted(pc59.PC59_IDS_459) == PC59_IDS and len(set(PC59_IDS)) == 59
+def test_pc59_ids_are_the_benchmark_classes_in_train_id_order(pc59):
+    assert len(set(PC59_IDS)) == 59
+    # Ranking the ids in ascending order gives the benchmark's class order.
+    assert PC59_IDS == sorted(PC59_IDS)
+    assert sorted(pc59.PC59_IDS_459) == PC59_IDS
 
 
 def test_convert_label_59_every_value(pc59):
@@ -128,10 +144,7 @@ def test_convert_label_59_every_value(pc59):
     out = pc59.convert_label_59(lm)
     assert out.dtype == np.uint8
     np.testing.assert_array_equal(out, expected_59(lm))
-    assert out[0, 0] == 255 and out[0, 2] == 0 and lm.ravel()[458] == 458
-    assert out.ravel()[458] == 58
-    with pytest.raises(ValueError):
-        pc59.convert_label_59(np.array([[460]], dtype=np.uint16))
+    assert out[0, 0] == 255 and out[0, 2] == 0 and out.ravel()[458] == 58
 
 
 def test_convert_label_459_every_value(pc459):
@@ -139,8 +152,20 @@ def test_convert_label_459_every_value(pc459):
     out = pc459.convert_label_459(lm)
     assert out.dtype == np.uint16
     np.testing.assert_array_equal(out.astype(np.int64), expected_459(lm))
-    with pytest.raises(ValueError):
-        pc459.convert_label_459(np.array([[460]], dtype=np.uint16))
+    assert out[0, 0] == 65535 and out.ravel()[459] == 458
+
+
+@pytest.mark.parametrize("script", ["pc59", "pc459"])
+def test_pc_rejects_label_map_out_of_range(script, request, pc_raw, capsys):
+    module = request.getfixturevalue(script)
+    bad = pc_raw["voc"] / "trainval" / f"{PC_VAL[0]}.mat"
+    label_map = pc_raw["maps"][PC_VAL[0]].copy()
+    label_map[0, 0] = 460
+    scipy_io.savemat(str(bad), {"LabelMap": label_map})
+    assert module.main(["--datasets-root", str(pc_raw["root"])]) == 2
+    error = capsys.readouterr().err
+    last_line = error.splitlines()[-1]  # after the progress bar
+    assert last_line.startswith(f"error: {bad}: ") and "0..459" in last_line
 
 
 def test_pc59_main_from_detail_json(pc59, pc_raw, capsys):
@@ -158,7 +183,9 @@ def test_pc59_main_from_detail_json(pc59, pc_raw, capsys):
                 label = np.array(im)
             np.testing.assert_array_equal(label, expected_59(pc_raw["maps"][name]))
     assert not (out / "test").exists()
-    assert "inputs seen: 5, written: 5, skipped (already existed): 0" in capsys.readouterr().out
+    summary = capsys.readouterr().out
+    assert "train: 3 images seen, 3 written, 0 skipped as existing\n" in summary
+    assert "val: 2 images seen, 2 written, 0 skipped as existing\n" in summary
 
 
 def test_pc59_main_from_list_files(pc59, pc_raw, tmp_path):
@@ -196,7 +223,7 @@ def test_pc459_main_tiff_uint16(pc459, pc_raw, capsys):
             # The evaluator's read: np.array(Image.open(f), dtype=int) keeps 65535.
             with Image.open(out / split / "label" / f"{name}.tif") as im:
                 assert np.array_equal(np.array(im, dtype=int), expected)
-    assert "inputs seen: 5, written: 5" in capsys.readouterr().out
+    assert "val: 2 images seen, 2 written" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("script", ["pc59", "pc459"])
@@ -211,11 +238,15 @@ def test_pc_resumable(script, request, pc_raw, capsys):
     (root / sub / "val" / "image" / f"{PC_VAL[0]}.jpg").unlink()  # half-done image: redone
     capsys.readouterr()
     assert module.main(["--datasets-root", str(root)]) == 0
-    assert "inputs seen: 5, written: 1, skipped (already existed): 4" in capsys.readouterr().out
+    summary = capsys.readouterr().out
+    assert "train: 3 images seen, 0 written, 3 skipped as existing\n" in summary
+    assert "val: 2 images seen, 1 written, 1 skipped as existing\n" in summary
     assert label.read_bytes() == b"stale"
     assert (root / sub / "val" / "image" / f"{PC_VAL[0]}.jpg").is_file()
     assert module.main(["--datasets-root", str(root), "--overwrite"]) == 0
-    assert "written: 5, skipped (already existed): 0" in capsys.readouterr().out
+    summary = capsys.readouterr().out
+    assert "train: 3 images seen, 3 written, 0 skipped as existing\n" in summary
+    assert "val: 2 images seen, 2 written, 0 skipped as existing\n" in summary
     assert label.read_bytes() == good
 
 
@@ -224,26 +255,29 @@ def test_pc_missing_inputs(script, request, pc_raw, tmp_path, capsys):
     module = request.getfixturevalue(script)
     root, voc = pc_raw["root"], pc_raw["voc"]
 
-    assert module.main(["--datasets-root", str(tmp_path / "nowhere")]) != 0
-    err = capsys.readouterr().err
-    assert str(tmp_path / "nowhere" / "VOCdevkit" / "VOC2010" / "JPEGImages") in err
-    assert "VOCtrainval_03-May-2010.tar" in err
+    def fails_naming(*parts):
+        assert module.main(["--datasets-root", str(root)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1
+        assert all(part in err for part in parts), err
 
+    root = tmp_path / "nowhere"
+    fails_naming(str(root / "VOCdevkit" / "VOC2010" / "JPEGImages"), "VOCtrainval_03-May-2010.tar")
+
+    root = pc_raw["root"]
     missing_mat = voc / "trainval" / f"{PC_VAL[1]}.mat"
     missing_mat.unlink()
-    assert module.main(["--datasets-root", str(root)]) != 0
-    err = capsys.readouterr().err
-    assert str(missing_mat) in err and "trainval.tar.gz" in err
+    fails_naming(str(missing_mat), "trainval.tar.gz")
+
+    missing_jpeg = voc / "JPEGImages" / f"{PC_TRAIN[1]}.jpg"
+    missing_jpeg.unlink()
+    fails_naming(str(missing_jpeg), "VOCtrainval_03-May-2010.tar")
 
     (voc / "trainval_merged.json").unlink()
-    assert module.main(["--datasets-root", str(root)]) != 0
-    err = capsys.readouterr().err
-    assert str(voc / "trainval_merged.json") in err
+    fails_naming(str(voc / "trainval_merged.json"), "--train-list")
 
     shutil.rmtree(voc / "trainval")
-    assert module.main(["--datasets-root", str(root)]) != 0
-    err = capsys.readouterr().err
-    assert str(voc / "trainval") in err and "trainval.tar.gz" in err
+    fails_naming(str(voc / "trainval"), "trainval.tar.gz")
 
 
 def test_pc_nothing_to_convert_fails(pc59, pc_raw, tmp_path, capsys):
@@ -251,8 +285,17 @@ def test_pc_nothing_to_convert_fails(pc59, pc_raw, tmp_path, capsys):
     empty.write_text("", encoding="utf-8")
     argv = ["--datasets-root", str(pc_raw["root"]), "--train-list", str(empty),
             "--val-list", str(empty)]
-    assert pc59.main(argv) != 0
-    assert "nothing was converted" in capsys.readouterr().err
+    assert pc59.main(argv) == 1
+    error = capsys.readouterr().err
+    assert "error: train: nothing converted (no images)" in error
+    assert "error: val: nothing converted (no images)" in error
+
+
+def test_pc_needs_both_list_files(pc59, pc_raw, tmp_path, capsys):
+    names = tmp_path / "train.txt"
+    names.write_text("2008_000002\n", encoding="utf-8")
+    assert pc59.main(["--datasets-root", str(pc_raw["root"]), "--train-list", str(names)]) == 2
+    assert "--val-list" in capsys.readouterr().err
 
 
 def test_pc_help_names_downloads(pc59, pc459, capsys):
@@ -283,15 +326,10 @@ def test_ade847_table_is_exact():
     assert rows[0] == ["wall", 2978] and rows[1] == ["building, edifice", 312]
     assert rows[2] == ["sky", 2420]
     assert rows[846] == ["adding machine, totalizer, totaliser", 3148]
-    packaged = REPO / "san_d2" / "data" / "reference" / "labelsets" / "ade20k_847.json"
-    if packaged.is_file():
-        assert json.loads(packaged.read_text(encoding="utf-8")) == names
 
 
-def test_ade847_table_matches_shared_reference(shared_dir):
-    reference = json.loads((shared_dir / "reference" / "labelsets" / "ade20k_847.json")
-                           .read_text(encoding="utf-8"))
-    assert [r[0] for r in table_rows()] == reference
+def test_ade847_table_matches_packaged_class_names():
+    assert tuple(r[0] for r in table_rows()) == load_labelset("ade20k_847")
 
 
 def test_ade_script_checks_table_hash(ade, tmp_path, capsys):
@@ -299,7 +337,7 @@ def test_ade_script_checks_table_hash(ade, tmp_path, capsys):
     rows[3], rows[4] = rows[4], rows[3]
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(rows), encoding="utf-8")
-    assert ade.main(["--datasets-root", str(tmp_path), "--class-table", str(bad)]) != 0
+    assert ade.main(["--datasets-root", str(tmp_path), "--class-table", str(bad)]) == 2
     assert "SHA-256" in capsys.readouterr().err
     assert len(ade.load_class_table()) == 847
 
@@ -414,7 +452,9 @@ def test_ade_main_outputs(ade, ade_raw, capsys):
     assert sorted(p.name for p in (ade_root / "images_detectron2" / "validation").iterdir()) == [
         "ADE_val_00000001.jpg"]
     assert len(list((ade_root / "annotations_detectron2" / "training").iterdir())) == 3
-    assert "inputs seen: 4, written: 4, skipped (already existed): 0" in capsys.readouterr().out
+    summary = capsys.readouterr().out
+    assert "training: 3 images seen, 3 written, 0 skipped as existing\n" in summary
+    assert "validation: 1 images seen, 1 written, 0 skipped as existing\n" in summary
 
 
 def test_ade_resumable(ade, ade_raw, capsys):
@@ -425,29 +465,36 @@ def test_ade_resumable(ade, ade_raw, capsys):
     lab.write_bytes(b"stale")
     capsys.readouterr()
     assert ade.main(["--datasets-root", str(root)]) == 0
-    assert "inputs seen: 4, written: 0, skipped (already existed): 4" in capsys.readouterr().out
+    summary = capsys.readouterr().out
+    assert "training: 3 images seen, 0 written, 3 skipped as existing\n" in summary
+    assert "validation: 1 images seen, 0 written, 1 skipped as existing\n" in summary
     assert lab.read_bytes() == b"stale"
     assert ade.main(["--datasets-root", str(root), "--overwrite"]) == 0
-    assert "written: 4" in capsys.readouterr().out
+    assert "training: 3 images seen, 3 written, 0 skipped" in capsys.readouterr().out
     assert lab.read_bytes() == good
 
 
 def test_ade_missing_inputs(ade, ade_raw, tmp_path, capsys):
-    assert ade.main(["--datasets-root", str(tmp_path / "nowhere")]) != 0
-    err = capsys.readouterr().err
-    assert str(tmp_path / "nowhere" / "ADE20K_2021_17_01") in err
-    assert "ADE20K_2021_17_01.zip" in err
+    def fails_naming(root, *parts):
+        assert ade.main(["--datasets-root", str(root)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1
+        assert all(part in err for part in parts), err
+
+    fails_naming(tmp_path / "nowhere", str(tmp_path / "nowhere" / "ADE20K_2021_17_01"),
+                 "ADE20K_2021_17_01.zip")
 
     ade_root = ade_raw["ade_root"]
     seg = ade_root / ADE_IMAGES[1][1] / "ADE_train_00000002_seg.png"
     seg.unlink()
-    assert ade.main(["--datasets-root", str(ade_raw["root"])]) != 0
-    assert str(seg) in capsys.readouterr().err
+    fails_naming(ade_raw["root"], str(seg), "ADE20K_2021_17_01.zip")
 
-    (ade_root / "index_ade20k.pkl").unlink()
-    assert ade.main(["--datasets-root", str(ade_raw["root"])]) != 0
-    err = capsys.readouterr().err
-    assert str(ade_root / "index_ade20k.pkl") in err and "ADE20K_2021_17_01.zip" in err
+    index = ade_root / "index_ade20k.pkl"
+    index.write_bytes(b"not a pickle")
+    fails_naming(ade_raw["root"], str(index))
+
+    index.unlink()
+    fails_naming(ade_raw["root"], str(index), "ADE20K_2021_17_01.zip")
 
 
 def test_ade_empty_index_fails(ade, tmp_path, capsys):
@@ -455,8 +502,8 @@ def test_ade_empty_index_fails(ade, tmp_path, capsys):
     ade_root.mkdir()
     with open(ade_root / "index_ade20k.pkl", "wb") as f:
         pickle.dump({"folder": [], "filename": []}, f)
-    assert ade.main(["--datasets-root", str(tmp_path)]) != 0
-    assert "nothing was converted" in capsys.readouterr().err
+    assert ade.main(["--datasets-root", str(tmp_path)]) == 1
+    assert "error: training: nothing converted (no images)" in capsys.readouterr().err
 
 
 def test_ade_help_names_download(ade, capsys):
