@@ -24,7 +24,7 @@ test: setup
 
 # The main job: the offline quick start (train the tiny SAN on synthetic scenes, evaluate, draw).
 run: setup
-	$(PY) -m san_d2.quickstart --output output/quickstart
+	$(VENV)/bin/san-quickstart --output output/quickstart
 
 clean-venv:
 	rm -rf $(VENV)

@@ -29,6 +29,16 @@ INSTALL_REQUIRES = [
     "tqdm",
 ]
 
+# The applications (tools/) are installed as the package san_d2_tools, beside the library, as
+# detectron2 installs its projects' folders under detectron2.projects.
+CONSOLE_SCRIPTS = [
+    "san-train = san_d2_tools.train_net:cli",
+    "san-quickstart = san_d2_tools.quickstart:main",
+    "san-demo = san_d2_tools.demo:main",
+    "san-benchmark = san_d2_tools.benchmark:main",
+    "san-visualize-predictions = san_d2_tools.visualize_predictions:main",
+]
+
 setup(
     name="san_d2",
     version="0.1.0",
@@ -38,11 +48,14 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.9",
-    packages=find_packages(include=["san_d2", "san_d2.*"]),
+    packages=find_packages(include=["san_d2", "san_d2.*"]) + ["san_d2_tools"],
+    package_dir={"san_d2_tools": "tools"},
     package_data={
         "san_d2.data.reference": ["*.json", "labelsets/*.json"],
+        "san_d2.model_zoo": ["configs/*.yaml", "configs/*/*.yaml"],
         "san_d2.modeling.clip_configs": ["*.json"],
     },
     install_requires=INSTALL_REQUIRES,
     extras_require={"test": ["pytest>=7"]},
+    entry_points={"console_scripts": CONSOLE_SCRIPTS},
 )

@@ -1,5 +1,9 @@
 """san_d2: SAN (Side Adapter Network, CVPR 2023) for open-vocabulary semantic segmentation,
-as a detectron2 project."""
+as a detectron2 project.
+
+Importing it registers the ``SAN`` meta-architecture, the side adapter and the benchmarks'
+datasets with detectron2.
+"""
 try:
     import detectron2  # noqa: F401
 except ImportError as e:  # detectron2 is not on PyPI, so a plain `pip install` cannot bring it
@@ -10,11 +14,13 @@ except ImportError as e:  # detectron2 is not on PyPI, so a plain `pip install` 
         "numpy and Pillow), or build detectron2 from source."
     ) from e
 
-from .checkpoint import SANCheckpointer
+from .checkpoint import CheckpointMismatchError, SANCheckpointer
 from .config import add_san_config, get_san_cfg
 from .data import MaskFormerSemanticDatasetMapper, build_train_mapper, load_labelset
 from .engine import Trainer
-from .modeling import SAN, SIDE_ADAPTER_REGISTRY, CheckpointMismatchError, build_side_adapter_network
+from .model_zoo import get_config_file
+from .modeling import SAN, SIDE_ADAPTER_REGISTRY, build_side_adapter_network
+from .predictor import SANPredictor, SegmentationResult
 from .utils import fall_back_to_cpu_without_cuda
 
 __version__ = "0.1.0"
@@ -22,6 +28,7 @@ __version__ = "0.1.0"
 __all__ = [
     "add_san_config",
     "get_san_cfg",
+    "get_config_file",
     "fall_back_to_cpu_without_cuda",
     "SAN",
     "SIDE_ADAPTER_REGISTRY",
@@ -32,4 +39,6 @@ __all__ = [
     "build_train_mapper",
     "load_labelset",
     "Trainer",
+    "SANPredictor",
+    "SegmentationResult",
 ]

@@ -1,9 +1,12 @@
 """SAN's configuration keys and the one way to build a config for them."""
+import os
 from typing import Optional, Sequence
 
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 from detectron2.projects.deeplab import add_deeplab_config
+
+from .model_zoo import resolve_config_file
 
 __all__ = ["add_san_config", "get_san_cfg"]
 
@@ -99,14 +102,15 @@ def get_san_cfg(config_file: Optional[str] = None, opts: Sequence[str] = ()) -> 
     """Returns detectron2's default config with DeepLab's and SAN's keys, merged with a file.
 
     Args:
-        config_file: a YAML file (``_BASE_`` inheritance allowed); None for the defaults.
+        config_file: a YAML file (``_BASE_`` inheritance allowed) or the name of a shipped
+            config (:mod:`san_d2.model_zoo`); None for the defaults.
         opts: ``KEY VALUE`` overrides, as on a command line.
     """
     cfg = get_cfg()
     add_deeplab_config(cfg)
     add_san_config(cfg)
     if config_file:
-        cfg.merge_from_file(config_file)
+        cfg.merge_from_file(resolve_config_file(os.fspath(config_file)))
     if opts:
         cfg.merge_from_list(list(opts))
     return cfg

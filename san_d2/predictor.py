@@ -44,6 +44,18 @@ class SegmentationResult:
         order = np.argsort(-counts, kind="stable")
         return {self.vocabulary[i]: counts[i] / self.class_map.size for i in order if counts[i]}
 
+    def describe(self, num_named: Optional[int] = None) -> str:
+        """"sky 52.0%, sofa 31.0%, other 17.0%": the classes present, largest first; classes
+        from index ``num_named`` on (a vocabulary expansion) are summed up as "other"."""
+        num_named = len(self.vocabulary) if num_named is None else num_named
+        named = {name: i < num_named for i, name in enumerate(self.vocabulary)}
+        shares = self.pixel_shares()
+        parts = [f"{name} {100 * share:.1f}%" for name, share in shares.items() if named[name]]
+        other = sum(share for name, share in shares.items() if not named[name])
+        if other:
+            parts.append(f"other {100 * other:.1f}%")
+        return ", ".join(parts)
+
 
 def load_rgb_image(image: ImageInput) -> np.ndarray:
     """Any picture -> (H, W, 3) uint8 RGB: a path (EXIF rotation applied), a PIL image, or an

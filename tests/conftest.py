@@ -3,10 +3,10 @@ from pathlib import Path
 
 import pytest
 
+from san_d2.model_zoo import get_config_file
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-# The project's specification lives beside the checkout (../shared) in our CI; a plain clone of
-# san_d2 may not have it, and the tests that read it then skip.
-SHARED = Path(os.environ.get("SAN_D2_SHARED", REPO_ROOT.parent / "shared"))
+TEST_DATA = Path(__file__).resolve().parent / "data"
 
 
 # The user's cache root, before the tests point XDG_CACHE_HOME elsewhere (None: ~/.cache).
@@ -21,14 +21,7 @@ def private_cache_home(tmp_path_factory):
         yield
 
 
-@pytest.fixture(scope="session")
-def shared_dir() -> Path:
-    if not (SHARED / "spec").is_dir():
-        pytest.skip(f"specification folder {SHARED}/spec not found (set SAN_D2_SHARED)")
-    return SHARED
-
-
-TINY_CONFIG = REPO_ROOT / "configs" / "tiny" / "san_tiny.yaml"
+TINY_CONFIG = Path(get_config_file("tiny/san_tiny.yaml"))
 
 
 def build_tiny_san(*opts, seed: int = 0):

@@ -1,7 +1,7 @@
 """The benchmark command reports what it promises (tiny model, CPU)."""
 import json
 
-from san_d2.benchmark import main
+from san_d2_tools.benchmark import main
 
 from .conftest import TINY_CONFIG
 
@@ -12,15 +12,17 @@ def test_inference_benchmark_json(tmp_path, capsys):
                  "--vocab", "5", "--runs", "2", "--json", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["runs"] == 2 and result["device"] == "cpu" and result["vocab"] == 5
-    assert result["seconds_min"] <= result["seconds_per_image_median"] <= result["seconds_max"]
-    assert result["images_per_second"] == 1.0 / result["seconds_per_image_median"]
     stages = result["stages_seconds"]
     assert set(stages) == {"CLIP features", "side adapter", "recognition head", "text classifier",
                            "pre/post-processing"}
-    assert all(v >= 0 for k, v in stages.items() if k != "pre/post-processing")
-    assert abs(sum(stages.values()) - result["seconds_per_image_median"]) < 1e-9
-    assert result["peak_memory_gb"] > 0
-    assert "images_per_second" in capsys.readouterr().out
+    # Each network stage was timed (hooks fired), and they leave time for the rest.
+    assert all(stages[k] > 0 for k in ("CLIP features", "side adapter", "recognition head"))
+    assert stages["pre/post-processing"] > 0
+    assert result["peak_memory_gb"] > 0.1  # a Python process with torch loaded
+    # The tiny model is a small fraction of the FLOPs of a 640x640 B/16 call (144 GFLOP).
+    assert 0 < result["gflops_per_image"] < 1 and result["floor_seconds_per_image"] > 0
+    out = capsys.readouterr().out
+    assert "images_per_second" in out and "side adapter" in out
 
 
 def test_second_run_loads_the_vocabulary_without_encoding(tmp_path):

@@ -1,17 +1,18 @@
 import ast
 import logging
-import re
-from pathlib import Path
+import os
 
 import pytest
 import torch
 
 from san_d2 import fall_back_to_cpu_without_cuda, get_san_cfg
+from san_d2.model_zoo import CONFIG_ROOT, get_config_file, list_configs
 
-from .conftest import REPO_ROOT
+from .conftest import REPO_ROOT, TEST_DATA
 
-CONFIGS = sorted((REPO_ROOT / "configs").rglob("*.yaml"))
-PUBLISHED = sorted((REPO_ROOT / "configs").glob("*.yaml"))
+CONFIGS = list_configs()
+PUBLISHED = ["Base-coco-stuff-164K-171.yaml", "san_clip_vit_res4_coco.yaml",
+             "san_clip_vit_large_res4_coco.yaml"]
 MIN_SIZE_TRAIN = [320, 384, 448, 512, 576, 640, 704, 768, 832, 896, 960]
 
 
@@ -23,19 +24,17 @@ def _get(cfg, dotted_key):
     return node
 
 
-def _config_md_rows(shared_dir: Path):
-    """(key, default) pairs from the table of CONFIG.md."""
-    rows = []
-    for line in (shared_dir / "spec" / "CONFIG.md").read_text().splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) >= 2 and re.fullmatch(r"[A-Z_]+(\.[A-Z_]+)+", cells[0]):
-            rows.append((cells[0], ast.literal_eval(cells[1])))
-    return rows
+def _paper_defaults():
+    """(key, default) of every key the paper's code adds to detectron2's config."""
+    for line in (TEST_DATA / "paper_config_defaults.tsv").read_text().splitlines():
+        if line and not line.startswith("#"):
+            key, default = line.split("\t")
+            yield key, ast.literal_eval(default)
 
 
-def test_every_config_md_key_exists_with_its_default(shared_dir):
-    rows = _config_md_rows(shared_dir)
-    assert len(rows) >= 45, "CONFIG.md table not parsed"
+def test_every_key_of_the_papers_code_exists_with_its_default():
+    rows = list(_paper_defaults())
+    assert len(rows) == 49
     cfg = get_san_cfg()
     for key, default in rows:
         value = _get(cfg, key)
@@ -44,18 +43,45 @@ def test_every_config_md_key_exists_with_its_default(shared_dir):
         assert value == default, f"{key}: {value!r} != {default!r}"
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
-def test_config_loads(path):
-    assert get_san_cfg(str(path)).INPUT.FORMAT == "RGB"
+@pytest.mark.parametrize("name", CONFIGS)
+def test_config_loads(name):
+    assert get_san_cfg(name).INPUT.FORMAT == "RGB"
 
 
-@pytest.mark.parametrize("path", PUBLISHED, ids=[p.name for p in PUBLISHED])
-def test_published_configs_write_out_min_size_train(path):
-    assert list(get_san_cfg(str(path)).INPUT.MIN_SIZE_TRAIN) == MIN_SIZE_TRAIN
+@pytest.mark.parametrize("name", PUBLISHED)
+def test_published_configs_write_out_min_size_train(name):
+    assert list(get_san_cfg(name).INPUT.MIN_SIZE_TRAIN) == MIN_SIZE_TRAIN
+
+
+def test_shipped_configs_by_name_from_any_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = get_config_file("san_clip_vit_large_res4_coco.yaml")
+    assert os.path.isfile(path) and os.path.samefile(os.path.dirname(path), CONFIG_ROOT)
+    for name in ("san_clip_vit_large_res4_coco.yaml", "configs/san_clip_vit_large_res4_coco.yaml",
+                 path):
+        cfg = get_san_cfg(name)  # _BASE_ chain of two files, resolved beside the packaged file
+        assert cfg.MODEL.SAN.CLIP_MODEL_NAME == "ViT-L-14-336" and cfg.SOLVER.MAX_ITER == 60000
+    assert {"tiny/san_tiny.yaml", "quickstart/san_tiny_synthetic.yaml"} <= set(CONFIGS)
+
+
+def test_a_local_file_wins_over_a_shipped_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "san_clip_vit_res4_coco.yaml").write_text("MODEL:\n  SAN:\n    CLIP_RESOLUTION: 0.25\n")
+    assert get_san_cfg("san_clip_vit_res4_coco.yaml").MODEL.SAN.CLIP_RESOLUTION == 0.25
+
+
+def test_unknown_config_names_the_shipped_ones():
+    with pytest.raises(FileNotFoundError, match=r"no_such\.yaml not found.*tiny/san_tiny\.yaml"):
+        get_san_cfg("no_such.yaml")
+
+
+def test_checkout_configs_folder_is_the_packaged_one():
+    # configs/ at the top of a checkout (where the paper's code has it) is the package data.
+    assert os.path.samefile(REPO_ROOT / "configs", REPO_ROOT / "san_d2" / "model_zoo" / "configs")
 
 
 def test_published_values():
-    base = get_san_cfg(str(REPO_ROOT / "configs" / "Base-coco-stuff-164K-171.yaml"))
+    base = get_san_cfg("Base-coco-stuff-164K-171.yaml")
     assert (base.SOLVER.IMS_PER_BATCH, base.SOLVER.BASE_LR, base.SOLVER.MAX_ITER) == (32, 1e-4, 60000)
     assert base.SOLVER.LR_SCHEDULER_NAME == "WarmupPolyLR" and base.SOLVER.AMP.ENABLED
     assert base.SOLVER.CLIP_GRADIENTS.CLIP_TYPE == "full_model"
@@ -66,12 +92,12 @@ def test_published_values():
     assert base.TEST.AUG.MAX_SIZE == 4480 and base.TEST.AUG.FLIP
     assert len(base.DATASETS.TEST) == 6
 
-    vitb = get_san_cfg(str(REPO_ROOT / "configs" / "san_clip_vit_res4_coco.yaml"))
+    vitb = get_san_cfg("san_clip_vit_res4_coco.yaml")
     assert vitb.MODEL.META_ARCHITECTURE == "SAN"
     assert vitb.SOLVER.BACKBONE_MULTIPLIER == 1.0
     assert vitb.MODEL.SAN.CLIP_MODEL_NAME == "ViT-B/16"
 
-    vitl = get_san_cfg(str(REPO_ROOT / "configs" / "san_clip_vit_large_res4_coco.yaml"))
+    vitl = get_san_cfg("san_clip_vit_large_res4_coco.yaml")
     assert vitl.MODEL.SAN.CLIP_RESOLUTION == 0.7
     assert vitl.MODEL.SAN.CLIP_MODEL_NAME == "ViT-L-14-336"
     assert vitl.MODEL.SAN.FEATURE_LAST_LAYER_IDX == 18

@@ -1,4 +1,4 @@
-"""The optimised inference path computes the plain SAN of ARCHITECTURE.md (float32, 1e-5).
+"""The optimised inference path computes the plain SAN of the paper's code (float32, 1e-5).
 
 The plain pipeline below does what the paper's code does: one (N, N) attention mask per image
 and head through open_clip's own blocks, all mask logits up-sampled to the padded size,

@@ -146,3 +146,20 @@ def test_training_vocabulary_must_match_num_classes():
         record["vocabulary"] = VOCABULARY + ["tree"]
     with pytest.raises(ValueError, match="NUM_CLASSES is 4"):
         model(batch)
+
+
+def test_sem_seg_targets_ignore_the_datasets_ignore_label():
+    # PC-459 and ADE-847 label maps ignore 65535, which is not detectron2's 255.
+    MetadataCatalog.get("forward_test_65535").set(stuff_classes=VOCABULARY, ignore_label=65535)
+    model, _ = build_tiny_san()
+    model.train()
+    label = torch.full((64, 64), 65535, dtype=torch.int64)
+    label[:32] = 1
+    label[32:, :16] = 3
+    record = {"image": _image(64, 64, 0), "sem_seg": label,
+              "meta": {"dataset_name": "forward_test_65535"}}
+    classes, masks = model._class_masks(record, 0)
+    assert classes.tolist() == [1, 3]
+    assert torch.equal(masks, torch.stack([label == 1, label == 3]))
+    losses = model([record])
+    assert all(torch.isfinite(v) for v in losses.values())

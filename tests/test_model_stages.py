@@ -1,4 +1,5 @@
-"""Each stage of SAN against an independent float64 reference (ARCHITECTURE.md sections)."""
+"""Each stage of SAN against an independent float64 reference written from the paper's code
+(MendelXu/SAN, `san/model`) and PyTorch's conventions."""
 import math
 
 import open_clip
@@ -6,7 +7,8 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from san_d2.modeling.clip_visual import build_recognition_attn_mask, resize_grid_pos_embed
+from san_d2.modeling.clip_visual import build_recognition_attn_mask
+from san_d2.modeling.layers import resize_grid_pos_embed
 
 from .conftest import build_tiny_san
 from .reference_math import clip_block, interp_matrix, layer_norm, resize2d

@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from san_d2.demo import expand_vocabulary
-from san_d2.demo import main as demo_main
-from san_d2.predictor import SANPredictor, load_rgb_image
+from san_d2.data.vocabulary import expand_vocabulary, parse_vocabulary
+from san_d2.predictor import SANPredictor, SegmentationResult, load_rgb_image
+from san_d2_tools.demo import main as demo_main
+from san_d2_tools.visualize_predictions import main as viewer_main
 
 from .conftest import TINY_CONFIG
 
@@ -62,6 +63,14 @@ def test_vocabulary_expansion_is_deterministic_and_deduplicated():
     assert count == 2 and names[:2] == ["cat", "grass"]
     assert names.count("grass") == 1 and len(names) == 2 + 91 - 1
     assert expand_vocabulary(["cat"], "none") == (["cat"], 1)
+    assert parse_vocabulary(" cat, dog ,grass") == ["cat", "dog", "grass"]
+
+
+def test_result_description_sums_the_expansion_up_as_other():
+    class_map = np.array([[0, 0, 2, 3], [0, 1, 2, 3]])
+    result = SegmentationResult(class_map, None, ("cat", "dog", "wall", "sky"))
+    assert result.describe() == "cat 37.5%, wall 25.0%, sky 25.0%, dog 12.5%"
+    assert result.describe(num_named=2) == "cat 37.5%, dog 12.5%, other 50.0%"
 
 
 def test_demo_writes_a_drawing_per_image(tmp_path, capsys):
@@ -83,7 +92,7 @@ def test_demo_writes_a_drawing_per_image(tmp_path, capsys):
 
 @pytest.mark.parametrize("args, message", [
     (["--input", "/no/such/dir/*.jpg", "--vocabulary", "cat"], "no such file"),
-    (["--input", "IMAGES", "--vocabulary", " , "], "--vocabulary is empty"),
+    (["--input", "IMAGES", "--vocabulary", " , "], "vocabulary is empty"),
     (["--input", "IMAGES", "--vocabulary", "cat,,dog"], "empty name"),
 ])
 def test_demo_fails_clearly(tmp_path, capsys, args, message):
@@ -97,8 +106,9 @@ def test_demo_fails_clearly(tmp_path, capsys, args, message):
 
 def test_prediction_viewer_draws_ground_truth_and_prediction(tmp_path):
     from san_d2.data.synthetic import generate_synthetic_dataset, register_synthetic_dataset
-    from san_d2.visualize_predictions import main as viewer_main, predictions_to_label_maps
     import pycocotools.mask as mask_util
+
+    from san_d2.evaluation import predictions_to_label_maps
 
     generate_synthetic_dataset(str(tmp_path / "data"), num_train=1, num_val=2, size=64)
     _, val = register_synthetic_dataset(str(tmp_path / "data"), prefix="viewer_test")

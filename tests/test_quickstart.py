@@ -2,10 +2,13 @@
 import json
 import os
 
+import pytest
+
 from san_d2.data.datasets.builtin import register_all_synthetic
-from san_d2.quickstart import main
+from san_d2_tools.quickstart import main
 
 
+@pytest.mark.slow
 def test_quickstart_reaches_its_miou_bar(tmp_path, monkeypatch):
     default_root = os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets"))
     monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path / "datasets"))

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import torch
 
-from san_d2.modeling.ov_classifier import resolve_text_cache_dir
+from san_d2.modeling.text_cache import resolve_text_cache_dir
 
 from .conftest import build_tiny_san
 
@@ -42,7 +42,7 @@ def test_other_weights_or_vocabulary_are_encoded_afresh(tmp_path, monkeypatch):
     fresh = other_weights.text_embeddings(VOCABULARY)
     assert calls and len(list(tmp_path.glob("*.pt"))) == 2
     no_cache = _classifier("", seed=1)
-    assert no_cache.cache_dir is None
+    assert no_cache.store is None
     assert torch.allclose(fresh, no_cache.text_embeddings(VOCABULARY), atol=1e-6)
 
     same_weights = _classifier(tmp_path, seed=0)

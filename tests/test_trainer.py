@@ -3,10 +3,10 @@ import json
 
 import pytest
 import torch
-from detectron2.engine import HookBase
+from detectron2.engine import HookBase, hooks
 from torch import nn
 
-from san_d2 import Trainer, get_san_cfg
+from san_d2 import SANCheckpointer, Trainer, get_san_cfg
 from san_d2.data.synthetic import generate_synthetic_dataset, register_synthetic_dataset
 from san_d2.engine import build_optimizer, records_with_dataset_name
 from san_d2.modeling.test_time_augmentation import SemanticSegmentorWithTTA
@@ -68,6 +68,13 @@ def test_full_model_clipping_caps_the_global_norm(tmp_path, synthetic):
     optimizer.step()
     norm = torch.linalg.vector_norm(torch.cat([p.grad.flatten() for p in model.parameters()]))
     assert norm == pytest.approx(0.01, rel=1e-4)
+
+
+def test_one_checkpointer_loads_and_saves(tmp_path, synthetic):
+    trainer = Trainer(_cfg(tmp_path, synthetic))
+    periodic = [h for h in trainer._hooks if isinstance(h, hooks.PeriodicCheckpointer)]
+    assert len(periodic) == 1 and periodic[0].checkpointer is trainer.checkpointer
+    assert isinstance(trainer.checkpointer, SANCheckpointer)
 
 
 class _Interrupt(HookBase):

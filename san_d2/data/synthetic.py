@@ -5,7 +5,6 @@ square) on them, saved as real JPEG images and PNG label maps in detectron2's fo
 ``<root>/images/{train,val}/*.jpg`` and ``<root>/labels/{train,val}/*.png`` (ignore 255 on a
 thin border around each shape, as annotators leave).
 """
-import argparse
 import os
 from pathlib import Path
 from typing import Tuple
@@ -13,6 +12,7 @@ from typing import Tuple
 import numpy as np
 from PIL import Image
 
+from ..utils.io import atomic_write
 from .datasets.sem_seg import register_sem_seg
 
 __all__ = ["SYNTHETIC_CLASSES", "make_scene", "generate_synthetic_dataset",
@@ -84,8 +84,12 @@ def generate_synthetic_dataset(root: str, num_train: int = 300, num_val: int = 6
             image, label = make_scene(size, rng)  # drawn even when skipped: same data each run
             stem = f"{split}_{i:05d}"
             if not (label_dir / f"{stem}.png").is_file():
-                Image.fromarray(image).save(image_dir / f"{stem}.jpg", quality=95)
-                Image.fromarray(label).save(label_dir / f"{stem}.png")
+                # The label is written last and each file atomically: a scene whose label
+                # exists is complete, so an interrupted run resumes where it stopped.
+                with atomic_write(image_dir / f"{stem}.jpg") as f:
+                    Image.fromarray(image).save(f, format="JPEG", quality=95)
+                with atomic_write(label_dir / f"{stem}.png") as f:
+                    Image.fromarray(label).save(f, format="PNG")
     return root
 
 
@@ -96,23 +100,6 @@ def register_synthetic_dataset(root: str, prefix: str = "san_synthetic") -> Tupl
         name = f"{prefix}_{split}"
         register_sem_seg(name, os.path.join(root, "images", split), os.path.join(root, "labels", split),
                          stuff_classes=SYNTHETIC_CLASSES, ignore_label=IGNORE_LABEL,
-                         prepare_hint="`python -m san_d2.data.synthetic`")
+                         prepare_hint="`san-quickstart` (or generate_synthetic_dataset)")
         names.append(name)
     return names[0], names[1]
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--root", default=os.path.join(
-        os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets")), "san_synthetic"))
-    parser.add_argument("--num-train", type=int, default=300)
-    parser.add_argument("--num-val", type=int, default=60)
-    parser.add_argument("--size", type=int, default=128)
-    args = parser.parse_args(argv)
-    generate_synthetic_dataset(args.root, args.num_train, args.num_val, args.size)
-    print(f"Synthetic dataset in {args.root}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

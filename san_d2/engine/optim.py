@@ -17,11 +17,6 @@ NORM_MODULES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm
                 nn.LocalResponseNorm)
 
 
-def _is_norm(module: nn.Module) -> bool:
-    # Also channel LayerNorms written as their own classes (e.g. the fusion layers').
-    return isinstance(module, NORM_MODULES) or type(module).__name__.endswith("LayerNorm")
-
-
 def build_param_groups(model: nn.Module, *, base_lr: float, weight_decay: float,
                        weight_decay_norm: float, weight_decay_embed: float,
                        embed_fragments: List[str], backbone_multiplier: float,
@@ -45,7 +40,7 @@ def build_param_groups(model: nn.Module, *, base_lr: float, weight_decay: float,
                 lr *= backbone_multiplier
             if "clip" in module_name:
                 lr *= clip_multiplier
-            if _is_norm(module):
+            if isinstance(module, NORM_MODULES):
                 decay = weight_decay_norm
             if isinstance(module, nn.Embedding) or any(f in full_name for f in embed_fragments):
                 decay = weight_decay_embed

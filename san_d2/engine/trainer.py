@@ -1,5 +1,4 @@
 """SAN's trainer: the paper's recipe on detectron2's DefaultTrainer."""
-import json
 import logging
 import os
 import weakref
@@ -15,19 +14,16 @@ from detectron2.engine import DefaultTrainer
 from detectron2.evaluation import SemSegEvaluator, inference_on_dataset
 from detectron2.projects.deeplab import build_lr_scheduler
 from detectron2.utils import comm
-from tabulate import tabulate
 
 from ..checkpoint import SANCheckpointer
 from ..data import build_train_mapper
+from ..evaluation import format_summary, verify_san_results, write_results_json
 from ..modeling.test_time_augmentation import SemanticSegmentorWithTTA
 from .optim import build_optimizer
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["Trainer", "records_with_dataset_name", "InferenceMapper"]
-
-SUMMARY_METRICS = ("mIoU", "fwIoU", "mACC", "pACC")
-
 
 def records_with_dataset_name(names) -> List[Dict]:
     """The datasets' records, each tagged ``meta: {"dataset_name": ...}`` (its vocabulary)."""
@@ -61,9 +57,13 @@ class Trainer(DefaultTrainer):
             cfg.SOLVER.AMP.ENABLED = False
             cfg.freeze()
         super().__init__(cfg)
-        # Loads checkpoints holding numpy values too (torch >= 2.6 unpickles weights only).
-        self.checkpointer = SANCheckpointer(self._trainer.model, cfg.OUTPUT_DIR,
+
+    def build_hooks(self):
+        # DefaultTrainer.__init__ calls this right after making a plain DetectionCheckpointer;
+        # the periodic-checkpoint hook must hold the checkpointer that also loads.
+        self.checkpointer = SANCheckpointer(self._trainer.model, self.cfg.OUTPUT_DIR,
                                             trainer=weakref.proxy(self))
+        return super().build_hooks()
 
     def state_dict(self):
         # detectron2 0.6 saves only the iteration and hook states; --resume also needs the
@@ -140,13 +140,16 @@ class Trainer(DefaultTrainer):
 
     @staticmethod
     def _report(cfg, results, file_name: str) -> None:
-        rows = [[name] + [res.get("sem_seg", {}).get(m, float("nan")) for m in SUMMARY_METRICS]
-                for name, res in results.items()]
-        logger.info("Evaluation summary:\n" + tabulate(
-            rows, headers=["dataset", *SUMMARY_METRICS], floatfmt=".2f"))
-        os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+        logger.info("Evaluation summary:\n" + format_summary(results))
         path = os.path.join(cfg.OUTPUT_DIR, file_name)
-        with open(path, "w") as f:
-            json.dump({name: {k: float(v) for k, v in res.get("sem_seg", {}).items()}
-                       for name, res in results.items()}, f, indent=2)
+        write_results_json(path, results)
         logger.info(f"Evaluation results written to {path}")
+
+    def train(self):
+        """Trains; with ``TEST.EXPECTED_RESULTS``, checks the last evaluation against them."""
+        super(DefaultTrainer, self).train(self.start_iter, self.max_iter)
+        if len(self.cfg.TEST.EXPECTED_RESULTS) and comm.is_main_process():
+            if not hasattr(self, "_last_eval_results"):
+                raise RuntimeError("TEST.EXPECTED_RESULTS is set but training ran no evaluation.")
+            verify_san_results(self.cfg, self._last_eval_results)
+            return self._last_eval_results

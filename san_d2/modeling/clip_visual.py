@@ -9,11 +9,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .layers import resize_grid_pos_embed
+
 __all__ = [
     "ClipFeature",
     "ClipVisualFeatureExtractor",
     "RecWithAttnBiasHead",
-    "resize_grid_pos_embed",
+    "ATTN_BIAS_DOWNSAMPLERS",
     "RecognitionAttnMask",
     "build_recognition_attn_mask",
     "biased_block_forward",
@@ -34,26 +36,6 @@ def freeze_except(module: nn.Module, trainable_fragments: Sequence[str]) -> None
     """Freezes every parameter whose name contains none of ``trainable_fragments``."""
     for name, param in module.named_parameters():
         param.requires_grad = any(fragment in name for fragment in trainable_fragments)
-
-
-def resize_grid_pos_embed(pos_embed: torch.Tensor, grid: Tuple[int, int],
-                          target: Tuple[int, int], num_prefix: int) -> torch.Tensor:
-    """Resizes the grid rows of a positional embedding, keeping ``num_prefix`` leading rows.
-
-    Args:
-        pos_embed: (num_prefix + gh * gw, C).
-        grid: (gh, gw) of the pre-trained embedding.
-        target: (h, w) wanted.
-    Returns:
-        (num_prefix + h * w, C); the input itself when the grid already matches.
-    """
-    if tuple(grid) == tuple(target):
-        return pos_embed
-    prefix, rows = pos_embed[:num_prefix], pos_embed[num_prefix:]
-    channels = rows.shape[-1]
-    rows = rows.reshape(1, grid[0], grid[1], channels).permute(0, 3, 1, 2)
-    rows = F.interpolate(rows, size=target, mode="bicubic", align_corners=False)
-    return torch.cat([prefix, rows.permute(0, 2, 3, 1).reshape(-1, channels)], dim=0)
 
 
 class ClipVisualFeatureExtractor(nn.Module):
@@ -108,21 +90,24 @@ class ClipVisualFeatureExtractor(nn.Module):
         return ClipFeature(tokens[:, 0], tokens[:, 1:].transpose(1, 2).reshape(batch, width, h, w))
 
 
+def _interpolate(mode: str):
+    return lambda x, size: F.interpolate(x, size=size, mode=mode, align_corners=False)
+
+
+# MODEL.SAN.REC_DOWNSAMPLE_METHOD -> how an attention bias map is brought to CLIP's grid.
+ATTN_BIAS_DOWNSAMPLERS = {
+    "max": F.adaptive_max_pool2d,
+    "avg": F.adaptive_avg_pool2d,
+    "bilinear": _interpolate("bilinear"),
+    "bicubic": _interpolate("bicubic"),
+    "nearest": lambda x, size: F.interpolate(x, size=size, mode="nearest"),
+}
+
+
 def downsample_attn_bias(bias: torch.Tensor, size: Tuple[int, int], method: str) -> torch.Tensor:
     """Brings an attention bias (B, H, Q, hs, ws) to CLIP's grid: (B, H, Q, h, w)."""
     batch, heads, queries = bias.shape[:3]
-    x = bias.flatten(1, 2)
-    if method == "max":
-        x = F.adaptive_max_pool2d(x, size)
-    elif method == "avg":
-        x = F.adaptive_avg_pool2d(x, size)
-    elif method in ("bilinear", "bicubic"):
-        x = F.interpolate(x, size=size, mode=method, align_corners=False)
-    elif method == "nearest":
-        x = F.interpolate(x, size=size, mode="nearest")
-    else:
-        raise ValueError(f"Unknown REC_DOWNSAMPLE_METHOD {method!r}: use max, avg, bilinear, "
-                         "bicubic or nearest.")
+    x = ATTN_BIAS_DOWNSAMPLERS[method](bias.flatten(1, 2), size)
     return x.reshape(batch, heads, queries, *size)
 
 
@@ -205,7 +190,6 @@ class RecWithAttnBiasHead(nn.Module):
     """CLIP's remaining blocks, run on [sos tokens, cls, patches] with the attention bias."""
 
     SOS_FORMATS = ("cls_token", "learnable_token", "pos_embedding")
-    DOWNSAMPLE_METHODS = ("max", "avg", "bilinear", "bicubic", "nearest")
 
     def __init__(self, visual: nn.Module, first_layer_idx: int, frozen_exclude: Sequence[str],
                  num_queries: int, sos_token_format: str = "cls_token",
@@ -227,9 +211,9 @@ class RecWithAttnBiasHead(nn.Module):
         if sos_token_format not in self.SOS_FORMATS:
             raise ValueError(f"Unknown SOS_TOKEN_FORMAT {sos_token_format!r}: use one of "
                              f"{self.SOS_FORMATS}.")
-        if downsample_method not in self.DOWNSAMPLE_METHODS:
+        if downsample_method not in ATTN_BIAS_DOWNSAMPLERS:
             raise ValueError(f"Unknown REC_DOWNSAMPLE_METHOD {downsample_method!r}: use one of "
-                             f"{self.DOWNSAMPLE_METHODS}.")
+                             f"{sorted(ATTN_BIAS_DOWNSAMPLERS)}.")
         self.resblocks = nn.ModuleList(visual.transformer.resblocks[first_layer_idx:])
         for block in self.resblocks:
             _check_plain_clip_block(block)

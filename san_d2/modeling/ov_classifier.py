@@ -3,19 +3,18 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from importlib import resources
-from pathlib import Path
 from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .text_cache import TextEmbeddingStore
+
 logger = logging.getLogger(__name__)
 
-__all__ = ["OpenVocabClassifier", "load_template_set", "check_vocabulary",
-           "resolve_text_cache_dir"]
+__all__ = ["OpenVocabClassifier", "load_template_set", "check_vocabulary"]
 
 
 def load_template_set(name: str) -> Tuple[str, ...]:
@@ -51,28 +50,14 @@ def check_vocabulary(names: Sequence[str]) -> Tuple[str, ...]:
     return tuple(stripped)
 
 
-def resolve_text_cache_dir(setting: str) -> Optional[Path]:
-    """MODEL.SAN.TEXT_EMBEDDING_CACHE -> folder of persisted text embeddings, or None (off).
-
-    "auto" is ``$XDG_CACHE_HOME/san_d2/text_embeddings`` (``~/.cache`` without the variable);
-    "" turns persistence off; anything else is a folder (``~`` and variables expanded).
-    """
-    if not setting:
-        return None
-    if setting == "auto":
-        root = os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache")
-        setting = os.path.join(root, "san_d2", "text_embeddings")
-    return Path(os.path.expandvars(os.path.expanduser(setting)))
-
-
 class OpenVocabClassifier(nn.Module):
     """CLIP text tower + learned background embedding (state-dict prefix ``ov_classifier.``).
 
     Text embeddings depend only on (vocabulary, templates) and the text weights; they are
-    computed once and cached in memory, and, with ``cache_dir``, on disk under a key made of
-    a hash of the text weights, the tokenizer, the templates and the vocabulary, so that a
-    later process skips the text encoder for a vocabulary it has seen. Loading weights or
-    converting the module clears the in-memory cache and the weight hash.
+    computed once (in float32) and cached in memory, and, with ``cache_dir``, in a
+    :class:`TextEmbeddingStore` under a key made of a hash of the text weights, the tokenizer,
+    the templates and the vocabulary, so that a later process skips the text encoder for a
+    vocabulary it has seen. Loading weights clears the in-memory cache and the weight hash.
     """
 
     def __init__(self, clip_model: nn.Module, tokenizer: Callable, templates: Sequence[str],
@@ -99,12 +84,13 @@ class OpenVocabClassifier(nn.Module):
         self.tokenizer = tokenizer
         self.templates = tuple(templates)
         self.text_batch_size = text_batch_size
-        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self.store = TextEmbeddingStore(cache_dir) if cache_dir is not None else None
         self._cache: Dict[Tuple[Tuple[str, ...], Tuple[str, ...]], torch.Tensor] = {}
         self._weights_hash: Optional[str] = None
         self.num_prompts_encoded = 0  # through the text tower, over this module's life
         for name, param in self.named_parameters():
             param.requires_grad = name == "bg_embed"
+        self.register_load_state_dict_post_hook(lambda module, keys: module._forget_weights())
 
     def train(self, mode: bool = True):
         """The text tower stays in eval mode; only ``bg_embed`` trains."""
@@ -112,14 +98,6 @@ class OpenVocabClassifier(nn.Module):
         for module in (self.token_embedding, self.transformer, self.ln_final):
             module.eval()
         return self
-
-    def _load_from_state_dict(self, *args, **kwargs):
-        self._forget_weights()
-        super()._load_from_state_dict(*args, **kwargs)
-
-    def _apply(self, fn, *args, **kwargs):  # .to(), .half(), ...: the weights may change
-        self._forget_weights()
-        return super()._apply(fn, *args, **kwargs)
 
     def _forget_weights(self) -> None:
         self._cache.clear()
@@ -152,8 +130,12 @@ class OpenVocabClassifier(nn.Module):
                 # persisted for every later call, whatever its precision.
                 with torch.autocast(self.bg_embed.device.type, enabled=False):
                     cached = self._compute_text_embeddings(names)
-                self._persist(names, cached)
+                if self.store is not None:
+                    self.store.save(self._store_key(names), names, self.templates, cached)
             self._cache[key] = cached
+        device = self.bg_embed.device
+        if cached.device != device:  # the module moved since
+            cached = self._cache[key] = cached.to(device)
         return cached
 
     def _compute_text_embeddings(self, names: Tuple[str, ...]) -> torch.Tensor:
@@ -184,58 +166,18 @@ class OpenVocabClassifier(nn.Module):
             self._weights_hash = digest.hexdigest()
         return self._weights_hash
 
-    def _persisted_path(self, names: Tuple[str, ...]) -> Path:
-        key = json.dumps({
-            "weights": self.weights_hash(),
-            "tokenizer": [type(self.tokenizer).__name__,
-                          getattr(self.tokenizer, "context_length", None)],
-            "templates": self.templates,
-            "names": names,
-        })
-        return self.cache_dir / f"{hashlib.sha256(key.encode()).hexdigest()}.pt"
+    def _store_key(self, names: Tuple[str, ...]) -> Dict:
+        return {"weights": self.weights_hash(),
+                "tokenizer": [type(self.tokenizer).__name__,
+                              getattr(self.tokenizer, "context_length", None)],
+                "templates": self.templates, "names": names}
 
     def _load_persisted(self, names: Tuple[str, ...]) -> Optional[torch.Tensor]:
-        if self.cache_dir is None:
+        if self.store is None:
             return None
-        path = self._persisted_path(names)
-        if not path.is_file():
-            return None
-        try:
-            record = torch.load(path, map_location="cpu", weights_only=True)
-            embeddings = record["embeddings"]
-            valid = (tuple(record["names"]) == names
-                     and tuple(record["templates"]) == self.templates
-                     and embeddings.shape == (len(names), self.text_projection.shape[1]))
-        except Exception as e:  # an unreadable file is recomputed, not fatal
-            logger.warning(f"Ignoring unreadable text-embedding cache file {path}: {e}")
-            return None
-        if not valid:
-            logger.warning(f"Ignoring text-embedding cache file {path}: it holds another "
-                           "vocabulary or template set.")
-            return None
-        logger.info(f"Loaded the text embeddings of a {len(names)}-class vocabulary from {path}.")
-        return embeddings.to(self.bg_embed.device)
-
-    def _persist(self, names: Tuple[str, ...], embeddings: torch.Tensor) -> None:
-        if self.cache_dir is None:
-            return
-        path = self._persisted_path(names)
-        record = {"names": list(names), "templates": list(self.templates),
-                  "embeddings": embeddings.cpu()}
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-            try:
-                with os.fdopen(handle, "wb") as f:
-                    torch.save(record, f)
-                os.replace(temporary, path)  # atomic: readers never see a half-written file
-            finally:
-                if os.path.exists(temporary):
-                    os.unlink(temporary)
-        except OSError as e:
-            logger.warning(f"Could not save text embeddings to {path} ({e}); set "
-                           "MODEL.SAN.TEXT_EMBEDDING_CACHE to a writable folder, or '' to "
-                           "turn persistence off.")
+        embeddings = self.store.load(self._store_key(names), names, self.templates,
+                                     self.text_projection.shape[1])
+        return None if embeddings is None else embeddings.to(self.bg_embed.device)
 
     def forward(self, mask_embeddings: torch.Tensor, vocabulary: Sequence[str]) -> torch.Tensor:
         """

@@ -1,8 +1,8 @@
 """Semantic scores from mask proposals: resize, sigmoid and class combination, fused.
 
-The plain computation (ARCHITECTURE.md section 7) up-samples all Q mask logits to the padded
-image size, crops and resizes them to the output size, applies a sigmoid and combines them
-with the class probabilities: three full-resolution (Q, H, W) tensors per image before the
+The plain computation (the paper's ``semantic_inference``) up-samples all Q mask logits to the
+padded image size, crops and resizes them to the output size, applies a sigmoid and combines
+them with the class probabilities: three full-resolution (Q, H, W) tensors per image before the
 (K, H, W) result. Bilinear resizing with ``align_corners=False`` is linear and separable, so
 the chain "up-sample, crop, resize" is one (H, h) matrix on the rows and one (W, w) matrix on
 the columns. Here the rows are resized once at low resolution, and the output is produced in

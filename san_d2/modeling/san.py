@@ -17,15 +17,18 @@ from .clip_loader import load_clip
 from .clip_visual import ClipVisualFeatureExtractor, RecWithAttnBiasHead
 from .criterion import SetCriterion
 from .matcher import HungarianMatcher
-from .ov_classifier import (OpenVocabClassifier, check_vocabulary, load_template_set,
-                            resolve_text_cache_dir)
+from .ov_classifier import OpenVocabClassifier, check_vocabulary, load_template_set
 from .postprocessing import semantic_scores
 from .side_adapter import build_side_adapter_network
+from .text_cache import resolve_text_cache_dir
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SAN", "CheckpointMismatchError", "AUTOCAST_DTYPES", "autocast_context"]
+__all__ = ["SAN", "AUTOCAST_DTYPES", "autocast_context"]
 
+
+# Label value ignored in ``sem_seg`` targets of inputs that name no dataset (detectron2's).
+DEFAULT_IGNORE_LABEL = 255
 
 # MODEL.SAN.INFERENCE_DTYPE -> autocast dtype (None: plain float32).
 AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -39,10 +42,6 @@ def autocast_context(device_type: str, dtype_name: str):
     return torch.autocast(device_type=device_type, dtype=dtype)
 
 
-class CheckpointMismatchError(RuntimeError):
-    """Weights whose names do not fit the model."""
-
-
 @META_ARCH_REGISTRY.register()
 class SAN(nn.Module):
     """Side Adapter Network (Xu et al., CVPR 2023) for open-vocabulary semantic segmentation.
@@ -50,9 +49,15 @@ class SAN(nn.Module):
     Inputs are detectron2 dicts: ``image`` (uint8 (3, H, W) in the config's format), optional
     ``height``/``width`` of the output, and either ``vocabulary`` (class names) or ``meta``
     ``{"dataset_name": ...}`` naming a registered dataset whose ``stuff_classes`` are used. In
-    training also ``instances`` (``gt_classes``, ``gt_masks``) or ``sem_seg``. Inference returns
-    ``[{"sem_seg": (K, height, width)}]`` per image, independent of the rest of the batch.
+    training also ``instances`` (``gt_classes``, ``gt_masks``) or ``sem_seg`` (labels equal
+    to the dataset's ``ignore_label`` metadata are ignored; 255 when the input names no
+    dataset). Inference returns ``[{"sem_seg": (K, height, width)}]`` per image, independent
+    of the rest of the batch.
     """
+
+    # State-dict entries recomputed from the config, never learned: a checkpoint may lack them
+    # (mmsegmentation's files do) or hold another shape (trained with another NUM_CLASSES).
+    DERIVED_STATE_KEYS = ("criterion.empty_weight", "ov_classifier.attn_mask")
 
     @configurable
     def __init__(
@@ -66,10 +71,9 @@ class SAN(nn.Module):
         pixel_mean: Sequence[float],
         pixel_std: Sequence[float],
         size_divisibility: int = 32,
-        asymetric_input: bool = True,
+        asymmetric_input: bool = True,
         clip_resolution: float = 0.5,
         sem_seg_postprocess_before_inference: bool = True,
-        sem_seg_ignore_value: int = 255,
         inference_dtype: str = "fp32",
         compile_networks: bool = False,
     ):
@@ -83,11 +87,10 @@ class SAN(nn.Module):
             pixel_mean: per-channel mean (0-255 scale) of CLIP's pre-processing.
             pixel_std: per-channel std (0-255 scale).
             size_divisibility: images are padded to a multiple of this.
-            asymetric_input: CLIP sees the padded batch scaled by ``clip_resolution``.
+            asymmetric_input: CLIP sees the padded batch scaled by ``clip_resolution``.
             clip_resolution: scale factor of CLIP's input.
             sem_seg_postprocess_before_inference: resize masks to the output size before
                 combining them with class scores (else combine, then resize).
-            sem_seg_ignore_value: ignored label value when targets come as ``sem_seg`` maps.
             inference_dtype: "fp32", or "bf16"/"fp16" to run the networks under autocast at
                 inference (post-processing and text embeddings stay in float32).
             compile_networks: ``torch.compile`` the forward of CLIP's two parts and of the side
@@ -102,10 +105,9 @@ class SAN(nn.Module):
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
         self.size_divisibility = size_divisibility
-        self.asymetric_input = asymetric_input
+        self.asymmetric_input = asymmetric_input
         self.clip_resolution = clip_resolution
         self.sem_seg_postprocess_before_inference = sem_seg_postprocess_before_inference
-        self.sem_seg_ignore_value = sem_seg_ignore_value
         if inference_dtype not in AUTOCAST_DTYPES:
             raise ValueError(f"Unknown MODEL.SAN.INFERENCE_DTYPE {inference_dtype!r}: use one of "
                              f"{sorted(AUTOCAST_DTYPES)}.")
@@ -158,10 +160,9 @@ class SAN(nn.Module):
             "pixel_mean": clip.pixel_mean,
             "pixel_std": clip.pixel_std,
             "size_divisibility": san.SIZE_DIVISIBILITY,
-            "asymetric_input": san.ASYMETRIC_INPUT,
+            "asymmetric_input": san.ASYMETRIC_INPUT,
             "clip_resolution": san.CLIP_RESOLUTION,
             "sem_seg_postprocess_before_inference": san.SEM_SEG_POSTPROCESS_BEFORE_INFERENCE,
-            "sem_seg_ignore_value": cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE,
             "inference_dtype": san.INFERENCE_DTYPE,
             "compile_networks": san.COMPILE,
         }
@@ -198,7 +199,7 @@ class SAN(nn.Module):
     def _predict(self, images: torch.Tensor, vocabulary: Sequence[str]) -> List[Dict[str, torch.Tensor]]:
         """(B, 3, H, W) normalised, padded -> per decoded stage ``pred_logits``, ``pred_masks``."""
         clip_input = images
-        if self.asymetric_input:
+        if self.asymmetric_input:
             clip_input = F.interpolate(images, scale_factor=self.clip_resolution, mode="bilinear",
                                        align_corners=False, recompute_scale_factor=False)
         clip_features = self.clip_visual_extractor(clip_input)
@@ -284,35 +285,13 @@ class SAN(nn.Module):
         if "sem_seg" in record:
             label = record["sem_seg"]
             classes = label.unique()
-            classes = classes[classes != self.sem_seg_ignore_value].long()
+            classes = classes[classes != self._ignore_label(record)].long()
             return classes, label[None] == classes[:, None, None]
         raise ValueError(f"Training input {index} has neither 'instances' nor 'sem_seg'.")
 
-    # ------------------------------------------------------------------------------------------
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        """Loads weights; names that do not fit raise ``CheckpointMismatchError`` naming them.
-
-        detectron2's checkpointer drops tensors whose shapes differ (it logs them) and loads
-        the rest non-strictly; here what is then missing or unexpected is an error all the same.
-        """
-        result = super().load_state_dict(state_dict, strict=False, assign=assign)
-        if result.missing_keys or result.unexpected_keys:
-            raise CheckpointMismatchError(_describe_mismatch(result.missing_keys,
-                                                             result.unexpected_keys))
-        return result
-
-
-def _describe_mismatch(missing: Sequence[str], unexpected: Sequence[str]) -> str:
-    def sample(keys):
-        return ", ".join(list(keys)[:6]) + (", ..." if len(keys) > 6 else "")
-
-    lines = ["The checkpoint does not fit this SAN model."]
-    if missing:
-        lines.append(f"{len(missing)} model weights are not in it (or have another shape): "
-                     f"{sample(missing)}.")
-    if unexpected:
-        lines.append(f"{len(unexpected)} of its weights have no place in the model: "
-                     f"{sample(unexpected)}.")
-    lines.append("Check that the config matches the checkpoint (ViT-B/16 vs ViT-L/14 config, "
-                 "MODEL.SAN.NUM_CLASSES, MODEL.SIDE_ADAPTER.*).")
-    return " ".join(lines)
+    @staticmethod
+    def _ignore_label(record: Dict) -> int:
+        dataset_name = (record.get("meta") or {}).get("dataset_name")
+        if dataset_name is None:
+            return DEFAULT_IGNORE_LABEL
+        return MetadataCatalog.get(dataset_name).get("ignore_label", DEFAULT_IGNORE_LABEL)

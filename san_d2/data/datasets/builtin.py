@@ -1,4 +1,5 @@
-"""The six benchmarks of the paper, registered under ``$DETECTRON2_DATASETS`` (DATASETS.md)."""
+"""The six benchmarks of the paper, registered under ``$DETECTRON2_DATASETS`` with the folder
+layout, class lists and ignore values of the paper's code (``san/data/datasets/register_*.py``)."""
 import os
 from typing import Dict
 
@@ -79,7 +80,7 @@ def register_all_ade20k_full(root: str) -> None:
 
 
 def register_all_synthetic(root: str) -> None:
-    """san_d2's own synthetic scenes (the quick start), made by ``python -m san_d2.data.synthetic``."""
+    """san_d2's own synthetic scenes, which the quick start generates."""
     from ..synthetic import register_synthetic_dataset
 
     register_synthetic_dataset(os.path.join(root, "san_synthetic"))

@@ -7,26 +7,13 @@ from fvcore.nn import weight_init
 from torch import nn
 from torch.nn import functional as F
 
-from ..clip_visual import ClipFeature, resize_grid_pos_embed
+from ..clip_visual import ClipFeature
+from ..layers import ChannelLayerNorm, resize_grid_pos_embed
 from .build import SIDE_ADAPTER_REGISTRY
 from .mask_decoder import MLPMaskDecoder
 from .timm_vit import create_side_vit
 
-__all__ = ["RegionwiseSideAdapterNetwork", "ChannelLayerNorm", "AddFusion", "parse_fusion_map"]
-
-
-class ChannelLayerNorm(nn.Module):
-    """LayerNorm over the channels of a (B, C, H, W) map (biased variance)."""
-
-    def __init__(self, channels: int, eps: float = 1e-6):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(channels))
-        self.bias = nn.Parameter(torch.zeros(channels))
-        self.eps = eps
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.layer_norm(x.permute(0, 2, 3, 1), self.weight.shape, self.weight, self.bias, self.eps)
-        return x.permute(0, 3, 1, 2)
+__all__ = ["RegionwiseSideAdapterNetwork", "AddFusion", "parse_fusion_map"]
 
 
 class AddFusion(nn.Module):

@@ -1,26 +1,13 @@
-"""Inference and training-step benchmarks of SAN.
+"""Measuring SAN: inference time per stage, FLOPs and the floor they give, training steps.
 
-    python -m san_d2.benchmark --config-file configs/san_clip_vit_res4_coco.yaml \\
-        [--device cpu|cuda] [--dtype fp32|bf16|fp16] [--compile] [--size 640] [--vocab 171] \\
-        [--runs 5] [--threads 2] [--json out.json] [--train --batch-size 4 --crop 640]
-
-Builds the model from the config (random weights unless ``--weights``; no download), warms
-up (the first call, which encodes the vocabulary's prompts, is timed separately), then times
-whole ``model([input])`` calls, post-processing included, and reports the median and range of
-seconds per image, images per second, peak memory (RSS on CPU, CUDA max allocated on GPU) and
-the time spent in each stage (CLIP features, side adapter, recognition head, text
-classifier, the rest = pre/post-processing). With ``--dtype bf16|fp16`` or ``--compile`` it
-also reports how far the outputs are from plain float32. ``--train`` times optimizer steps.
+The benchmark command (``san-benchmark``) is built from these functions.
 """
-import argparse
 import contextlib
 import datetime
-import json
 import os
 import platform
 import resource
 import statistics
-import sys
 import time
 from collections import defaultdict
 from typing import Dict, List
@@ -31,12 +18,13 @@ from tabulate import tabulate
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from .checkpoint import SANCheckpointer
-from .config import get_san_cfg
-from .data import load_labelset
-from .modeling.san import AUTOCAST_DTYPES, autocast_context
+from ..checkpoint import SANCheckpointer
+from ..data import load_labelset
+from ..modeling.san import AUTOCAST_DTYPES, autocast_context
 
-__all__ = ["benchmark_inference", "benchmark_training", "main"]
+__all__ = ["STAGES", "StageTimer", "benchmark_inference", "benchmark_training", "segment",
+           "deviation", "count_flops", "matmul_flops_per_second", "build_benchmark_model",
+           "inference_report", "environment", "format_results"]
 
 STAGES = {
     "CLIP features": "clip_visual_extractor",
@@ -227,26 +215,39 @@ def benchmark_training(model, cfg, *, batch_size: int, crop: int, runs: int, dty
             "peak_memory_gb": _peak_memory_gb(device), "runs": runs}
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config-file", required=True)
-    parser.add_argument("--weights", default="", help="checkpoint (default: random weights)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--dtype", choices=sorted(AUTOCAST_DTYPES), default="fp32",
-                        help="inference: MODEL.SAN.INFERENCE_DTYPE; training: autocast (AMP)")
-    parser.add_argument("--compile", action="store_true",
-                        help="inference: MODEL.SAN.COMPILE (torch.compile CLIP, side adapter)")
-    parser.add_argument("--size", type=int, default=640, help="inference image side")
-    parser.add_argument("--vocab", type=int, default=171, help="inference vocabulary size")
-    parser.add_argument("--runs", type=int, default=5, help="timed calls or steps")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--train", action="store_true", help="time training steps instead")
-    parser.add_argument("--batch-size", type=int, default=4, help="training batch size")
-    parser.add_argument("--crop", type=int, default=640, help="training crop side")
-    parser.add_argument("--json", default=None, help="also write the results here")
-    parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[],
-                        help="config overrides, KEY VALUE ...")
-    return parser
+
+
+def build_benchmark_model(cfg, weights: str = ""):
+    """The model of ``cfg`` with seeded random weights (the same for every build), or
+    ``weights``."""
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    if weights:
+        SANCheckpointer(model).load(weights)
+    return model
+
+
+def inference_report(cfg, *, weights: str, size: int, vocab: int, runs: int) -> Dict:
+    """Timings of the model as configured; for a fast mode (``MODEL.SAN.INFERENCE_DTYPE``
+    other than fp32, or ``MODEL.SAN.COMPILE``) the deviation from a plain float32 model with
+    the same weights; and the FLOP floor (FLOPs over the measured matmul rate)."""
+    dtype_name = cfg.MODEL.SAN.INFERENCE_DTYPE
+    model = build_benchmark_model(cfg, weights).eval()
+    results = benchmark_inference(model, size=size, vocab=vocab, runs=runs)
+    plain = model
+    if dtype_name != "fp32" or cfg.MODEL.SAN.COMPILE:
+        fast = segment(model, size=size, vocab=vocab)
+        del model
+        plain_cfg = cfg.clone()
+        plain_cfg.defrost()
+        plain_cfg.merge_from_list(["MODEL.SAN.INFERENCE_DTYPE", "fp32", "MODEL.SAN.COMPILE", False])
+        plain = build_benchmark_model(plain_cfg, weights).eval()
+        results.update(deviation(fast, segment(plain, size=size, vocab=vocab)))
+    flops = count_flops(plain, size=size, vocab=vocab)
+    rate = matmul_flops_per_second(plain.device, AUTOCAST_DTYPES[dtype_name] or torch.float32)
+    results.update(gflops_per_image=flops / 1e9, device_matmul_tflops=rate / 1e12,
+                   floor_seconds_per_image=flops / rate)
+    return results
 
 
 def _cpu_name() -> str:
@@ -260,70 +261,18 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def _table(results: Dict) -> str:
+def environment(device: str) -> Dict:
+    """What a result was measured on: versions, threads, CPU, GPU and date."""
+    return {"device": device, "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "gpu": torch.cuda.get_device_name() if device.startswith("cuda") else None,
+            "cpu": _cpu_name(), "cpu_count": os.cpu_count(),
+            "date": datetime.date.today().isoformat()}
+
+
+def format_results(results: Dict) -> str:
+    """A two-column table of the measures, with the stages indented."""
     rows = [[k, f"{v:.4g}" if isinstance(v, float) else v] for k, v in results.items()
             if k != "stages_seconds"]
     for stage, value in results.get("stages_seconds", {}).items():
         rows.append([f"  {stage}", f"{value:.4g} s"])
     return tabulate(rows, headers=["measure", "value"])
-
-
-def _build(cfg, weights: str):
-    torch.manual_seed(0)  # the same random weights for every model built from one config
-    model = build_model(cfg)
-    if weights:
-        SANCheckpointer(model).load(weights)
-    return model
-
-
-def _inference_report(cfg, args) -> Dict:
-    """Timings, the deviation of a fast mode from plain float32, and the FLOP floor."""
-    model = _build(cfg, args.weights).eval()
-    results = benchmark_inference(model, size=args.size, vocab=args.vocab, runs=args.runs)
-    plain = model
-    if args.dtype != "fp32" or args.compile:
-        fast = segment(model, size=args.size, vocab=args.vocab)
-        del model
-        plain_cfg = cfg.clone()
-        plain_cfg.merge_from_list(["MODEL.SAN.INFERENCE_DTYPE", "fp32", "MODEL.SAN.COMPILE", False])
-        plain = _build(plain_cfg, args.weights).eval()
-        results.update(deviation(fast, segment(plain, size=args.size, vocab=args.vocab)))
-    flops = count_flops(plain, size=args.size, vocab=args.vocab)
-    rate = matmul_flops_per_second(plain.device, AUTOCAST_DTYPES[args.dtype] or torch.float32)
-    results.update(gflops_per_image=flops / 1e9, device_matmul_tflops=rate / 1e12,
-                   floor_seconds_per_image=flops / rate)
-    return results
-
-
-def main(argv=None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        parser.error("--device cuda: CUDA is not available here.")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    mode_opts = [] if args.train else ["MODEL.SAN.INFERENCE_DTYPE", args.dtype,
-                                       "MODEL.SAN.COMPILE", args.compile]
-    cfg = get_san_cfg(args.config_file, ["MODEL.DEVICE", args.device,
-                                         "MODEL.SAN.CLIP_PRETRAINED_NAME", "", *mode_opts,
-                                         *args.opts])
-    if args.train:
-        results = benchmark_training(_build(cfg, args.weights), cfg, batch_size=args.batch_size,
-                                     crop=args.crop, runs=args.runs, dtype=args.dtype)
-    else:
-        results = _inference_report(cfg, args)
-    results.update(config=args.config_file, device=cfg.MODEL.DEVICE, dtype=args.dtype,
-                   compiled=args.compile, size=args.size, vocab=args.vocab,
-                   threads=torch.get_num_threads(), torch=torch.__version__,
-                   gpu=torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
-                   cpu=_cpu_name(), cpu_count=os.cpu_count(),
-                   date=datetime.date.today().isoformat())
-    print(_table(results))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,32 @@
+"""Writing files so that no reader, and no later run, ever sees a half-written one."""
+import contextlib
+import os
+import tempfile
+from typing import IO, Iterator
+
+__all__ = ["atomic_write"]
+
+
+@contextlib.contextmanager
+def atomic_write(path: os.PathLike, mode: str = "wb") -> Iterator[IO]:
+    """Opens a temporary file beside ``path``; when the block succeeds, the data is flushed
+    to disk and the file renamed to ``path`` in one step, else it is removed.
+
+    A run killed mid-write leaves the previous file (or none), never a truncated one under the
+    final name, so work that skips finished files resumes safely.
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(path) or "."
+    os.makedirs(folder, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.",
+                                         suffix=".tmp")
+    try:
+        with os.fdopen(handle, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
