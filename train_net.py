@@ -3,7 +3,9 @@
 
 The same command as ``san-train`` (``tools/train_net.py``), kept where the paper's code has it.
 """
+import sys
+
 from san_d2_tools.train_net import cli
 
 if __name__ == "__main__":
-    cli()
+    sys.exit(cli())

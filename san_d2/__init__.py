@@ -14,6 +14,15 @@ except ImportError as e:  # detectron2 is not on PyPI, so a plain `pip install` 
         "numpy and Pillow), or build detectron2 from source."
     ) from e
 
+import warnings
+
+with warnings.catch_warnings():
+    # detectron2 0.6 scripts two box-regression helpers when detectron2.modeling is imported,
+    # which torch >= 2.10 flags as deprecated: harmless, and nothing a user can act on.
+    warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated",
+                            category=FutureWarning)
+    import detectron2.modeling  # noqa: F401
+
 from .checkpoint import CheckpointMismatchError, SANCheckpointer
 from .config import add_san_config, get_san_cfg
 from .data import MaskFormerSemanticDatasetMapper, build_train_mapper, load_labelset

@@ -1,17 +1,26 @@
-"""Checkpoint loading: strict by default, safe under torch >= 2.6's ``weights_only`` default."""
+"""Checkpoints: strict, safe loading (torch >= 2.6's ``weights_only``) and crash-safe saving."""
 import logging
-from typing import Sequence
+import os
+import pickle
+import re
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
-__all__ = ["SANCheckpointer", "CheckpointMismatchError", "NUMPY_SAFE_GLOBALS"]
+from .utils.io import atomic_write
+
+__all__ = ["SANCheckpointer", "CheckpointError", "CheckpointMismatchError", "NUMPY_SAFE_GLOBALS"]
 
 logger = logging.getLogger(__name__)
 
 
-class CheckpointMismatchError(RuntimeError):
+class CheckpointError(RuntimeError):
+    """A file that is not a checkpoint san_d2 can read; the message says what it is."""
+
+
+class CheckpointMismatchError(CheckpointError):
     """Weights whose names or shapes do not fit the model."""
 
 
@@ -49,6 +58,42 @@ def describe_mismatch(missing: Sequence[str], unexpected: Sequence[str],
     return " ".join(lines)
 
 
+# How files written by torch.save begin: a zip archive, or a pickle (protocol 2 or later).
+_TORCH_FILE_STARTS = (b"PK\x03\x04", b"\x80")
+
+
+def _not_a_checkpoint(filename: str) -> Optional[str]:
+    """Why ``filename`` cannot be a torch.save file, or None."""
+    with open(filename, "rb") as f:
+        head = f.read(16)
+    if not head:
+        return (f"{filename} is empty (0 bytes), not a checkpoint: an interrupted download, "
+                "copy or save?")
+    if not head.startswith(_TORCH_FILE_STARTS):
+        return (f"{filename} is not a PyTorch checkpoint (it starts with {head!r}); expected a "
+                "file written by torch.save, such as the released san_vit_b_16.pth.")
+    return None
+
+
+def _blocked_global(error: Exception) -> Optional[str]:
+    """The Python object a weights-only unpickling refused (e.g. "posix.system"), if any."""
+    match = re.search(r"GLOBAL ([\w.]+)", str(error))
+    return match.group(1) if match else None
+
+
+def _check_weights_are_tensors(filename: str, weights) -> None:
+    if not isinstance(weights, dict):
+        raise CheckpointError(f"{filename} holds no weights: expected a dict of tensors under "
+                              f"'model' (or a plain state dict), got {type(weights).__name__}.")
+    wrong = [(k, type(v).__name__) for k, v in weights.items()
+             if not isinstance(v, (torch.Tensor, np.ndarray))]
+    if wrong:
+        key, kind = wrong[0]
+        raise CheckpointError(f"{filename}: {len(wrong)} of its {len(weights)} weights are not "
+                              f"tensors or arrays (e.g. {key!r} is a {kind}); expected a state "
+                              "dict of tensors.")
+
+
 class SANCheckpointer(DetectionCheckpointer):
     """``DetectionCheckpointer`` that loads strictly and reads numpy values safely.
 
@@ -72,9 +117,48 @@ class SANCheckpointer(DetectionCheckpointer):
         super().__init__(model, save_dir, **checkpointables)
         self.strict = strict
 
+    def load(self, path: str, checkpointables=None):
+        if path and "://" not in path and not os.path.isfile(path):
+            raise FileNotFoundError(f"No checkpoint file {path} (MODEL.WEIGHTS or --weights).")
+        return super().load(path, checkpointables)
+
     def _load_file(self, filename: str):
-        with torch.serialization.safe_globals(NUMPY_SAFE_GLOBALS):
-            return super()._load_file(filename)
+        problem = _not_a_checkpoint(filename) if os.path.isfile(filename) else None
+        if problem:
+            raise CheckpointError(problem)
+        try:
+            with torch.serialization.safe_globals(NUMPY_SAFE_GLOBALS):
+                loaded = super()._load_file(filename)
+        except pickle.UnpicklingError as e:
+            blocked = _blocked_global(e)
+            if blocked is None:
+                raise CheckpointError(f"{filename} cannot be unpickled ({e}).") from None
+            raise CheckpointError(
+                f"{filename} holds Python objects ({blocked}) that san_d2 does not unpickle: "
+                "only tensors, numpy arrays and plain data are read, so that a file cannot run "
+                "code. Expected a detectron2/SAN checkpoint (a dict with 'model').") from None
+        except Exception as e:  # a damaged file fails anywhere in torch's readers
+            raise CheckpointError(f"{filename} is truncated or damaged ({type(e).__name__}: "
+                                  f"{e}); expected a checkpoint written by torch.save.") from None
+        _check_weights_are_tensors(filename, loaded.get("model"))
+        return loaded
+
+    def save(self, name: str, **kwargs) -> None:
+        """Saves ``<save_dir>/<name>.pth`` atomically, then points ``last_checkpoint`` at it:
+        a run killed meanwhile leaves the previous checkpoint, never a partial file."""
+        if not self.save_dir or not self.save_to_disk:
+            return
+        data = {"model": self.model.state_dict(),
+                **{key: obj.state_dict() for key, obj in self.checkpointables.items()}, **kwargs}
+        path = os.path.join(self.save_dir, f"{name}.pth")
+        self.logger.info(f"Saving checkpoint to {path}")
+        with atomic_write(path, remove_leftovers=True) as f:
+            torch.save(data, f)
+        self.tag_last_checkpoint(os.path.basename(path))
+
+    def tag_last_checkpoint(self, last_filename_basename: str) -> None:
+        with atomic_write(os.path.join(self.save_dir, "last_checkpoint"), "w") as f:
+            f.write(last_filename_basename)
 
     def _load_model(self, checkpoint):
         derived = set(getattr(self.model, "DERIVED_STATE_KEYS", ()))

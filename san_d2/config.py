@@ -112,5 +112,10 @@ def get_san_cfg(config_file: Optional[str] = None, opts: Sequence[str] = ()) -> 
     if config_file:
         cfg.merge_from_file(resolve_config_file(os.fspath(config_file)))
     if opts:
-        cfg.merge_from_list(list(opts))
+        try:
+            cfg.merge_from_list(list(opts))
+        except AssertionError as e:  # how yacs reports bad overrides
+            message = str(e)
+            raise (KeyError if message.startswith("Non-existent key") else ValueError)(
+                f"{message} (in the overrides {list(opts)})") from None
     return cfg

@@ -57,28 +57,74 @@ class SegmentationResult:
         return ", ".join(parts)
 
 
+# Pillow modes of single-channel 16-bit pictures (PNG, TIFF), and of 32-bit integer ones that
+# usually hold 16-bit values.
+_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
+def _sixteen_to_eight_bit(values: np.ndarray, source: str) -> np.ndarray:
+    """0..65535 -> 0..255 (x / 257, rounded), so that white stays white."""
+    if values.size and (values.min() < 0 or values.max() > 65535):
+        raise ValueError(f"{source} holds values {values.min()}..{values.max()}, outside the "
+                         "16-bit range 0..65535: save it as an 8- or 16-bit picture.")
+    return np.rint(values.astype(np.float64) / 257.0).astype(np.uint8)
+
+
+def _array_to_rgb(array: np.ndarray, source: str) -> np.ndarray:
+    if array.dtype == np.uint16 or (array.dtype == np.int32 and array.ndim == 2):
+        array = _sixteen_to_eight_bit(array, source)
+    if array.dtype != np.uint8:
+        raise ValueError(f"{source}: image arrays must be uint8 (or 16-bit), got {array.dtype}.")
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.ndim == 2:
+        rgb = np.repeat(array[:, :, None], 3, axis=2)
+    elif array.ndim == 3 and array.shape[2] in (3, 4):
+        rgb = np.ascontiguousarray(array[:, :, :3])
+    else:
+        raise ValueError(f"{source}: image arrays must be (H, W), (H, W, 3) or (H, W, 4), got "
+                         f"{array.shape}.")
+    if rgb.shape[0] == 0 or rgb.shape[1] == 0:
+        raise ValueError(f"{source} is empty ({rgb.shape[1]}x{rgb.shape[0]} pixels).")
+    return rgb
+
+
+def _pil_to_rgb(image: Image.Image, source: str) -> np.ndarray:
+    image = ImageOps.exif_transpose(image)
+    if image.mode in _SIXTEEN_BIT_MODES:
+        return _array_to_rgb(np.asarray(image), source)
+    if image.mode == "F":
+        raise ValueError(f"{source} is a 32-bit floating-point picture: save it as an 8- or "
+                         "16-bit picture.")
+    return _array_to_rgb(np.asarray(image.convert("RGB")), source)
+
+
 def load_rgb_image(image: ImageInput) -> np.ndarray:
-    """Any picture -> (H, W, 3) uint8 RGB: a path (EXIF rotation applied), a PIL image, or an
-    array (H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA.
+    """Any picture -> (H, W, 3) uint8 RGB.
+
+    Accepts a path (EXIF rotation applied), a PIL image, or an array (H, W) grey, (H, W, 3)
+    RGB or (H, W, 4) RGBA, in uint8 or 16 bits (16-bit values are brought to 8 bits, x / 257).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: a file that is not a picture, a picture too large to open safely, an empty
+            one, or an unsupported array.
     """
     if isinstance(image, (str, os.PathLike)):
         if not os.path.isfile(image):
             raise FileNotFoundError(f"No image file at {image}.")
         try:
             with Image.open(image) as opened:
-                image = ImageOps.exif_transpose(opened).convert("RGB")
+                return _pil_to_rgb(opened, str(image))
+        except Image.DecompressionBombError as e:
+            raise ValueError(f"{image} is too large to open safely ({e}); shrink it first, or "
+                             "raise PIL.Image.MAX_IMAGE_PIXELS if you trust the file.") from None
         except (UnidentifiedImageError, OSError) as e:
             raise ValueError(f"Cannot read {image} as an image: {e}") from e
     if isinstance(image, Image.Image):
-        return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+        return _pil_to_rgb(image, "the image")
     if isinstance(image, np.ndarray):
-        if image.dtype != np.uint8:
-            raise ValueError(f"Image arrays must be uint8, got {image.dtype}.")
-        if image.ndim == 2:
-            return np.repeat(image[:, :, None], 3, axis=2)
-        if image.ndim == 3 and image.shape[2] in (3, 4):
-            return np.ascontiguousarray(image[:, :, :3])
-        raise ValueError(f"Image arrays must be (H, W), (H, W, 3) or (H, W, 4), got {image.shape}.")
+        return _array_to_rgb(image, "the image array")
     raise TypeError(f"Unsupported image type {type(image).__name__}: give a path, a PIL image "
                     "or a numpy array.")
 

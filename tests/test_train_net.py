@@ -50,3 +50,17 @@ def test_eval_only_verifies_expected_results(tmp_path, synthetic_val, expected_m
             main(args)
         assert exit_info.value.code == 1
     assert "Evaluation summary" in (tmp_path / "log.txt").read_text()
+
+
+def test_training_log_has_the_recipe_and_the_warnings(tmp_path, synthetic_val):
+    train = synthetic_val.replace("_val", "_train")
+    main(_args("OUTPUT_DIR", str(tmp_path), "MODEL.DEVICE", "cpu", "MODEL.SAN.NUM_CLASSES", "6",
+               "DATASETS.TRAIN", f"('{train}',)", "DATASETS.TEST", "()",
+               "DATALOADER.NUM_WORKERS", "0", "SOLVER.IMS_PER_BATCH", "1", "SOLVER.MAX_ITER", "2",
+               "SOLVER.AMP.ENABLED", "True", "INPUT.MIN_SIZE_TRAIN", "(64,)",
+               "INPUT.CROP.ENABLED", "False", "INPUT.SIZE_DIVISIBILITY", "64"))
+    log = (tmp_path / "log.txt").read_text()
+    assert "Optimiser parameter groups" in log and "Trainable parameters:" in log
+    assert "mixed precision needs CUDA, training in float32" in log
+    assert "Model SAN: " in log and "RecWithAttnBiasHead(" not in log  # one line, not the tree
+    assert (tmp_path / "model_final.pth").is_file()

@@ -17,41 +17,68 @@ import argparse
 import json
 import sys
 
+import san_d2  # noqa: F401  (first: it quiets detectron2 0.6's import-time warnings)
+
 import torch
 
 from san_d2 import get_san_cfg
 from san_d2.modeling.san import AUTOCAST_DTYPES
-from san_d2.utils.benchmark import (benchmark_training, build_benchmark_model, environment,
-                                    format_results, inference_report)
+from san_d2.utils.benchmark import (MAX_VOCABULARY, benchmark_training, build_benchmark_model,
+                                    environment, format_results, inference_report)
+from san_d2.utils.cli import add_debug_argument, positive_int, run_reporting_errors
+from san_d2.utils.io import atomic_write
+
+# CLIP sees the image at half size, in patches of 16 pixels: smaller images leave no patch.
+MIN_IMAGE_SIDE = 32
+
+
+def _vocabulary_size(text: str) -> int:
+    size = positive_int(text)
+    if size > MAX_VOCABULARY:
+        raise argparse.ArgumentTypeError(f"at most {MAX_VOCABULARY} distinct class names are "
+                                         f"available, got {size}")
+    return size
+
+
+def _image_side(text: str) -> int:
+    try:
+        side = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if side < MIN_IMAGE_SIDE:
+        raise argparse.ArgumentTypeError(f"must be at least {MIN_IMAGE_SIDE} pixels (CLIP sees "
+                                         f"the image at half size in patches of 16), got {side}")
+    return side
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--config-file", required=True, help="config path or shipped name")
-    parser.add_argument("--weights", default="", help="checkpoint (default: random weights)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--weights", default="", help="checkpoint (empty: random weights)")
+    parser.add_argument("--device", choices=["cpu", "cuda"],
+                        default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", choices=sorted(AUTOCAST_DTYPES), default="fp32",
                         help="inference: MODEL.SAN.INFERENCE_DTYPE; training: autocast (AMP)")
     parser.add_argument("--compile", action="store_true",
                         help="inference: MODEL.SAN.COMPILE (torch.compile CLIP, side adapter)")
-    parser.add_argument("--size", type=int, default=640, help="inference image side")
-    parser.add_argument("--vocab", type=int, default=171, help="inference vocabulary size")
-    parser.add_argument("--runs", type=int, default=5, help="timed calls or steps")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--size", type=_image_side, default=640, help="inference image side")
+    parser.add_argument("--vocab", type=_vocabulary_size, default=171,
+                        help="inference vocabulary size")
+    parser.add_argument("--runs", type=positive_int, default=5, help="timed calls or steps")
+    parser.add_argument("--threads", type=positive_int, default=None,
+                        help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--train", action="store_true", help="time training steps instead")
-    parser.add_argument("--batch-size", type=int, default=4, help="training batch size")
-    parser.add_argument("--crop", type=int, default=640, help="training crop side")
+    parser.add_argument("--batch-size", type=positive_int, default=4, help="training batch size")
+    parser.add_argument("--crop", type=_image_side, default=640, help="training crop side")
     parser.add_argument("--json", default=None, help="also write the results here")
+    add_debug_argument(parser)
     parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[],
                         help="config overrides, KEY VALUE ...")
     return parser
 
 
-def main(argv=None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        parser.error("--device cuda: CUDA is not available here.")
+def run(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     mode_opts = [] if args.train else ["MODEL.SAN.INFERENCE_DTYPE", args.dtype,
@@ -70,9 +97,17 @@ def main(argv=None) -> int:
                    size=args.size, vocab=args.vocab, **environment(cfg.MODEL.DEVICE))
     print(format_results(results))
     if args.json:
-        with open(args.json, "w") as f:
+        with atomic_write(args.json, "w") as f:
             json.dump(results, f, indent=2)
     return 0
+
+
+def main(argv=None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: CUDA is not available here.")
+    return run_reporting_errors(lambda: run(args), args.debug)
 
 
 if __name__ == "__main__":

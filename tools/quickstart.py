@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+import san_d2  # noqa: F401  (first: it quiets detectron2 0.6's import-time warnings)
+
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.utils.env import seed_all_rng
 from detectron2.utils.logger import setup_logger
@@ -26,6 +28,7 @@ from san_d2 import Trainer, fall_back_to_cpu_without_cuda, get_san_cfg
 from san_d2.data.synthetic import generate_synthetic_dataset
 from san_d2.evaluation import chance_miou
 from san_d2.predictor import SANPredictor, load_rgb_image
+from san_d2.utils.cli import add_debug_argument, make_output_dir, run_reporting_errors
 from san_d2.utils.visualization import draw_saved_predictions, draw_segmentation, save_image
 
 logger = logging.getLogger("san_d2.quickstart")
@@ -87,14 +90,22 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", default="output/quickstart", help="output folder")
     parser.add_argument("--fresh", action="store_true", help="train again from scratch")
+    add_debug_argument(parser)
     parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[],
                         help="config overrides, e.g. SOLVER.MAX_ITER 200")
     args = parser.parse_args(argv)
-    os.makedirs(args.output, exist_ok=True)
+    try:
+        make_output_dir(args.output)
+    except ValueError as e:
+        parser.error(str(e))
     setup_logger(output=args.output, name="san_d2")
     setup_logger(output=args.output, name="detectron2", abbrev_name="d2")
-    run(args.output, args.fresh, args.opts)
-    return 0
+
+    def work() -> int:
+        run(args.output, args.fresh, args.opts)
+        return 0
+
+    return run_reporting_errors(work, args.debug)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ to the CPU and says so in the log.
 """
 import sys
 
+import san_d2  # noqa: F401  (first: it quiets detectron2 0.6's import-time warnings)
+
 import torch
 from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.utils import comm
@@ -18,12 +20,14 @@ from detectron2.utils.logger import setup_logger
 from san_d2 import SANCheckpointer, Trainer, fall_back_to_cpu_without_cuda, get_san_cfg
 from san_d2.evaluation import verify_san_results
 from san_d2.model_zoo import resolve_config_file
+from san_d2.utils.cli import add_debug_argument, make_output_dir, run_reporting_errors
 
 
 def setup(args):
     """The frozen config of a run, with san_d2's log in ``OUTPUT_DIR/log.txt``."""
     args.config_file = resolve_config_file(args.config_file)  # default_setup reads the file
     cfg = get_san_cfg(args.config_file, args.opts)
+    make_output_dir(cfg.OUTPUT_DIR)
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="san_d2", abbrev_name="san")
     # Before default_setup, which writes OUTPUT_DIR/config.yaml: it records the device used.
     fall_back_to_cpu_without_cuda(cfg)
@@ -49,14 +53,17 @@ def main(args):
     return trainer.train()
 
 
-def cli(argv=None) -> None:
-    args = default_argument_parser().parse_args(argv)
+def cli(argv=None) -> int:
+    parser = default_argument_parser()
+    add_debug_argument(parser)
+    args = parser.parse_args(argv)
     if args.num_gpus > max(torch.cuda.device_count(), 1):
-        sys.exit(f"--num-gpus {args.num_gpus}: this machine has {torch.cuda.device_count()} "
-                 "CUDA device(s).")
-    launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
-           dist_url=args.dist_url, args=(args,))
+        parser.error(f"--num-gpus {args.num_gpus}: this machine has {torch.cuda.device_count()} "
+                     "CUDA device(s).")
+    return run_reporting_errors(lambda: launch(
+        main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
+        dist_url=args.dist_url, args=(args,)) or 0, args.debug)
 
 
 if __name__ == "__main__":
-    cli()
+    sys.exit(cli())

@@ -12,7 +12,8 @@ the ground truth and the prediction side by side:
 import argparse
 import sys
 
-import san_d2  # noqa: F401  (registers the datasets)
+import san_d2  # noqa: F401  (registers the datasets; quiets detectron2's import warnings)
+from san_d2.utils.cli import add_debug_argument, positive_int, run_reporting_errors
 from san_d2.utils.visualization import draw_saved_predictions
 
 
@@ -21,15 +22,18 @@ def main(argv=None) -> int:
     parser.add_argument("--predictions", required=True, help="sem_seg_predictions.json")
     parser.add_argument("--dataset", required=True, help="registered dataset it was made on")
     parser.add_argument("--output", required=True, help="folder for the drawings")
-    parser.add_argument("--max-images", type=int, default=None, help="draw at most this many")
+    parser.add_argument("--max-images", type=positive_int, default=None,
+                        help="draw at most this many (default: all)")
+    add_debug_argument(parser)
     args = parser.parse_args(argv)
-    try:
+
+    def run() -> int:
         count = draw_saved_predictions(args.predictions, args.dataset, args.output,
                                        args.max_images)
-    except (FileNotFoundError, KeyError, ValueError) as e:
-        parser.error(str(e.args[0]) if isinstance(e, KeyError) else str(e))
-    print(f"{count} drawings in {args.output}")
-    return 0
+        print(f"{count} drawings in {args.output}")
+        return 0
+
+    return run_reporting_errors(run, args.debug)
 
 
 if __name__ == "__main__":

@@ -86,9 +86,9 @@ def generate_synthetic_dataset(root: str, num_train: int = 300, num_val: int = 6
             if not (label_dir / f"{stem}.png").is_file():
                 # The label is written last and each file atomically: a scene whose label
                 # exists is complete, so an interrupted run resumes where it stopped.
-                with atomic_write(image_dir / f"{stem}.jpg") as f:
+                with atomic_write(image_dir / f"{stem}.jpg", remove_leftovers=True) as f:
                     Image.fromarray(image).save(f, format="JPEG", quality=95)
-                with atomic_write(label_dir / f"{stem}.png") as f:
+                with atomic_write(label_dir / f"{stem}.png", remove_leftovers=True) as f:
                     Image.fromarray(label).save(f, format="PNG")
     return root
 

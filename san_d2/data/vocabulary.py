@@ -1,6 +1,7 @@
 """Vocabularies as users type them, and the paper demo's vocabulary expansion."""
 from typing import Dict, List, Sequence, Tuple
 
+from ..modeling.ov_classifier import check_vocabulary
 from .labelsets import load_labelset
 
 __all__ = ["VOCABULARY_EXPANSIONS", "parse_vocabulary", "expand_vocabulary"]
@@ -23,7 +24,8 @@ def parse_vocabulary(text: str) -> List[str]:
     """"cat, dog,grass" -> ["cat", "dog", "grass"].
 
     Raises:
-        ValueError: the text names no class, or has an empty name between commas.
+        ValueError: the text names no class, has an empty name between commas, or names a
+            class twice.
     """
     names = [name.strip() for name in text.split(",")]
     if not any(names):
@@ -31,7 +33,7 @@ def parse_vocabulary(text: str) -> List[str]:
                          "e.g. \"cat,dog,grass\".")
     if not all(names):
         raise ValueError(f"The vocabulary {text!r} has an empty name between commas.")
-    return names
+    return list(check_vocabulary(names))
 
 
 def expand_vocabulary(names: Sequence[str], expansion: str) -> Tuple[List[str], int]:

@@ -12,6 +12,7 @@ from detectron2.data.common import DatasetFromList, MapDataset
 from detectron2.data.samplers import InferenceSampler
 from detectron2.engine import DefaultTrainer
 from detectron2.evaluation import SemSegEvaluator, inference_on_dataset
+from detectron2.modeling import build_model
 from detectron2.projects.deeplab import build_lr_scheduler
 from detectron2.utils import comm
 
@@ -78,6 +79,16 @@ class Trainer(DefaultTrainer):
             self._trainer.load_state_dict(state_dict["_trainer"])
         else:
             logger.warning("The checkpoint holds no optimizer state; the optimizer starts afresh.")
+
+    @classmethod
+    def build_model(cls, cfg):
+        """The model, with one log line of its size (detectron2 logs the whole module tree)."""
+        model = build_model(cfg)
+        total = sum(p.numel() for p in model.parameters())
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        logger.info(f"Model {type(model).__name__}: {total:,} parameters, {trainable:,} "
+                    "trainable.")
+        return model
 
     @classmethod
     def build_optimizer(cls, cfg, model):

@@ -1,10 +1,11 @@
 """Evaluation results over several datasets: the summary table, the JSON file, verification."""
 import json
-import os
 from typing import Dict, Mapping
 
 from detectron2.evaluation import verify_results
 from tabulate import tabulate
+
+from ..utils.io import atomic_write
 
 __all__ = ["SUMMARY_METRICS", "format_summary", "write_results_json", "verify_san_results"]
 
@@ -22,9 +23,8 @@ def format_summary(results: Results) -> str:
 
 
 def write_results_json(path: str, results: Results) -> None:
-    """Writes {dataset: {metric: value}}."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(path, "w") as f:
+    """Writes {dataset: {metric: value}} (atomically)."""
+    with atomic_write(path, "w") as f:
         json.dump({name: {k: float(v) for k, v in res.get("sem_seg", {}).items()}
                    for name, res in results.items()}, f, indent=2)
 

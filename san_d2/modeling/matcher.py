@@ -3,7 +3,6 @@ from typing import Dict, List, Tuple
 
 import torch
 from detectron2.projects.point_rend.point_features import point_sample
-from scipy.optimize import linear_sum_assignment
 from torch import nn
 
 __all__ = ["HungarianMatcher", "pairwise_sigmoid_ce", "pairwise_dice"]
@@ -54,6 +53,8 @@ class HungarianMatcher(nn.Module):
         Returns:
             Per image, (query indices, target indices) as int64 tensors of equal length.
         """
+        from scipy.optimize import linear_sum_assignment  # training only: not at import
+
         indices = []
         for cost in self.cost_matrices(pred_logits, pred_masks, targets):
             rows, cols = linear_sum_assignment(cost.cpu())

@@ -22,7 +22,7 @@ from ..checkpoint import SANCheckpointer
 from ..data import load_labelset
 from ..modeling.san import AUTOCAST_DTYPES, autocast_context
 
-__all__ = ["STAGES", "StageTimer", "benchmark_inference", "benchmark_training", "segment",
+__all__ = ["MAX_VOCABULARY", "STAGES", "StageTimer", "benchmark_inference", "benchmark_training", "segment",
            "deviation", "count_flops", "matmul_flops_per_second", "build_benchmark_model",
            "inference_report", "environment", "format_results"]
 
@@ -72,13 +72,20 @@ class StageTimer:
             handle.remove()
 
 
-def _vocabulary(size: int) -> List[str]:
+def _benchmark_names() -> List[str]:
+    """COCO-Stuff's 171 class names, then ADE-847's that are not among them."""
     coco = load_labelset("coco_stuff_171")
     seen = set(coco)
-    names = list(coco) + [n for n in load_labelset("ade20k_847") if n not in seen]
-    if size > len(names):
-        raise ValueError(f"--vocab {size}: at most {len(names)} distinct class names available.")
-    return names[:size]
+    return list(coco) + [n for n in load_labelset("ade20k_847") if n not in seen]
+
+
+MAX_VOCABULARY = len(_benchmark_names())
+
+
+def _vocabulary(size: int) -> List[str]:
+    if not 1 <= size <= MAX_VOCABULARY:
+        raise ValueError(f"A benchmark vocabulary has 1 to {MAX_VOCABULARY} classes, not {size}.")
+    return _benchmark_names()[:size]
 
 
 def _peak_memory_gb(device: torch.device) -> float:

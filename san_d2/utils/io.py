@@ -1,5 +1,6 @@
 """Writing files so that no reader, and no later run, ever sees a half-written one."""
 import contextlib
+import glob
 import os
 import tempfile
 from typing import IO, Iterator
@@ -8,18 +9,25 @@ __all__ = ["atomic_write"]
 
 
 @contextlib.contextmanager
-def atomic_write(path: os.PathLike, mode: str = "wb") -> Iterator[IO]:
+def atomic_write(path: os.PathLike, mode: str = "wb",
+                 remove_leftovers: bool = False) -> Iterator[IO]:
     """Opens a temporary file beside ``path``; when the block succeeds, the data is flushed
     to disk and the file renamed to ``path`` in one step, else it is removed.
 
     A run killed mid-write leaves the previous file (or none), never a truncated one under the
-    final name, so work that skips finished files resumes safely.
+    final name, so work that skips finished files resumes safely. Only its temporary file
+    (``.<name>.*.tmp``) stays behind; ``remove_leftovers`` deletes those of ``path`` first, for
+    files that only one process writes at a time (checkpoints can leave gigabytes).
     """
     path = os.fspath(path)
     folder = os.path.dirname(path) or "."
     os.makedirs(folder, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.",
-                                         suffix=".tmp")
+    prefix = f".{os.path.basename(path)}."
+    if remove_leftovers:
+        for leftover in glob.glob(os.path.join(glob.escape(folder), glob.escape(prefix) + "*.tmp")):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(leftover)
+    handle, temporary = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=".tmp")
     try:
         with os.fdopen(handle, mode) as f:
             yield f

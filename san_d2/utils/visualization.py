@@ -1,8 +1,13 @@
 """Drawing label maps with detectron2's Visualizer: demo overlays and prediction viewers."""
+import contextlib
+import functools
 import json
+import logging
 import os
+import shutil
+import subprocess
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
@@ -14,7 +19,9 @@ from PIL import Image
 from ..evaluation.predictions import predictions_to_label_maps
 from .io import atomic_write
 
-__all__ = ["drawing_metadata", "draw_label_map", "draw_segmentation", "draw_side_by_side",
+logger = logging.getLogger(__name__)
+
+__all__ = ["drawing_metadata", "fonts_for_names", "draw_label_map", "draw_segmentation", "draw_side_by_side",
            "save_image", "draw_saved_predictions"]
 
 
@@ -25,12 +32,86 @@ def drawing_metadata(class_names: Sequence[str]) -> Metadata:
     return Metadata(name="san_d2_drawing", stuff_classes=list(class_names), stuff_colors=colors)
 
 
+@functools.lru_cache(maxsize=None)
+def _charmap(font_file: str) -> frozenset:
+    from matplotlib.ft2font import FT2Font
+
+    try:
+        return frozenset(FT2Font(font_file).get_charmap())
+    except (OSError, RuntimeError):
+        return frozenset()
+
+
+def _default_font_file() -> str:
+    from matplotlib import font_manager
+
+    return font_manager.findfont(font_manager.FontProperties(family=["sans-serif"]))
+
+
+@functools.lru_cache(maxsize=None)
+def _font_file_for(char: str) -> Optional[str]:
+    """An installed font with a glyph for ``char``: one matplotlib knows, else one fontconfig
+    finds (fonts installed after matplotlib built its font list)."""
+    from matplotlib import font_manager
+
+    code = ord(char)
+    for entry in font_manager.fontManager.ttflist:
+        # matplotlib's "Last Resort" font maps every character to a box.
+        if "LastResort" not in entry.fname and code in _charmap(entry.fname):
+            return entry.fname
+    if shutil.which("fc-list"):
+        found = subprocess.run(["fc-list", f":charset={code:x}", "file"], capture_output=True,
+                               text=True, timeout=30).stdout.split()
+        for font_file in (f.rstrip(":") for f in found):
+            if code in _charmap(font_file):
+                font_manager.fontManager.addfont(font_file)
+                return font_file
+    return None
+
+
+@contextlib.contextmanager
+def fonts_for_names(names: Sequence[str]) -> Iterator[None]:
+    """Draws text (within the block) with a font that has the glyphs of ``names``:
+    matplotlib's default font lacks CJK and many other scripts, which it draws as boxes. Warns
+    once for characters that no installed font has."""
+    from matplotlib import font_manager, rc_context, rcParams
+
+    covered = _charmap(_default_font_file())
+    missing = {c for name in names for c in name
+               if c.isprintable() and not c.isspace() and ord(c) not in covered}
+    if not missing:
+        yield
+        return
+    candidates = {f for f in map(_font_file_for, sorted(missing)) if f is not None}
+    # Detectron2's Visualizer asks for the generic "sans-serif", which matplotlib resolves to
+    # the first installed family of rcParams["font.sans-serif"]: put the best font first.
+    best = max(candidates, key=lambda f: len(missing & {chr(c) for c in _charmap(f)}),
+               default=None)
+    lacking = missing - ({chr(c) for c in _charmap(best)} if best else set())
+    if lacking:
+        _warn_missing_glyphs("".join(sorted(lacking)))
+    if best is None:
+        yield
+        return
+    family = font_manager.FontProperties(fname=best).get_name()
+    with rc_context({"font.sans-serif": [family, *rcParams["font.sans-serif"]]}):
+        yield
+
+
+@functools.lru_cache(maxsize=None)
+def _warn_missing_glyphs(chars: str) -> None:
+    logger.warning(f"No installed font has glyphs for {chars!r}: those class names are drawn as "
+                   "boxes. Install a font that has them (e.g. Debian's fonts-noto-cjk or "
+                   "fonts-wqy-microhei for Chinese, Japanese and Korean).")
+
+
 def draw_label_map(image: np.ndarray, label_map: np.ndarray, metadata: Metadata,
                    alpha: float = 0.5) -> np.ndarray:
     """(H, W, 3) RGB overlay of a (H, W) label map; values outside the classes stay undrawn."""
     num_classes = len(metadata.stuff_classes)
     shown = np.where((label_map >= 0) & (label_map < num_classes), label_map, num_classes)
-    return Visualizer(image, metadata).draw_sem_seg(shown, alpha=alpha).get_image()
+    with fonts_for_names(metadata.stuff_classes):
+        return Visualizer(image, metadata).draw_sem_seg(shown, alpha=alpha).get_image()
 
 
 def draw_segmentation(image: np.ndarray, class_map: np.ndarray, names: Sequence[str],
