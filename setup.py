@@ -37,6 +37,7 @@ CONSOLE_SCRIPTS = [
     "san-demo = san_d2_tools.demo:main",
     "san-benchmark = san_d2_tools.benchmark:main",
     "san-visualize-predictions = san_d2_tools.visualize_predictions:main",
+    "san-convert-checkpoint = san_d2_tools.convert_checkpoint:main",
 ]
 
 setup(

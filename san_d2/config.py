@@ -22,6 +22,19 @@ def add_san_config(cfg: CN) -> None:
     cfg.INPUT.COLOR_AUG_SSD = False  # SSD-style photometric augmentation in training
     cfg.INPUT.CROP.SINGLE_CATEGORY_MAX_AREA = 1.0  # re-draw crops dominated by one class (<1)
     cfg.INPUT.SIZE_DIVISIBILITY = -1  # training mapper pads images and labels to this size
+    # Training padding of images to SIZE_DIVISIBILITY: False = value 128 before normalisation
+    # (the paper's code), True = 0 after normalisation (mmsegmentation's recipe).
+    cfg.INPUT.PAD_AFTER_NORMALIZATION = False
+    # Test-time resize: "detectron2" (PIL bilinear, ResizeShortestEdge) or "mmseg" (OpenCV
+    # bilinear on uint8 with mmcv's size rounding, as mmsegmentation's test pipeline).
+    cfg.INPUT.TEST_RESIZE = "detectron2"
+    # Class names given to the text encoder for the evaluation datasets: "paper" (the
+    # registered names) or "mmseg" (mmsegmentation's: PC-59 "table", VOC "tvmonitor").
+    cfg.DATASETS.CLASS_NAMES = "paper"
+    # Test-time augmentation recipe: "detectron2" (short sides TEST.AUG.MIN_SIZES, scores
+    # averaged) or "mmseg" (TEST.AUG.RATIOS of the original size, class softmaxes averaged).
+    cfg.TEST.AUG.RECIPE = "detectron2"
+    cfg.TEST.AUG.RATIOS = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]  # the "mmseg" recipe's scales
 
     # Optimisation.
     cfg.SOLVER.WEIGHT_DECAY_EMBED = 0.0  # weight decay of embedding-like parameters

@@ -7,12 +7,12 @@ from typing import Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 from detectron2.config import CfgNode
-from detectron2.data import transforms as T
 from detectron2.modeling import build_model
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .checkpoint import SANCheckpointer
 from .config import get_san_cfg
+from .data.transforms import build_test_resize
 from .modeling.ov_classifier import check_vocabulary
 from .utils import fall_back_to_cpu_without_cuda
 
@@ -160,7 +160,7 @@ class SANPredictor:
             SANCheckpointer(self.model).load(cfg.MODEL.WEIGHTS)
         else:
             logger.warning("No MODEL.WEIGHTS given: SAN runs with random side-adapter weights.")
-        self.resize = T.ResizeShortestEdge(cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)
+        self.resize = build_test_resize(cfg)  # INPUT.TEST_RESIZE
         self.input_format = cfg.INPUT.FORMAT
 
     @torch.inference_mode()

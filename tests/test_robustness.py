@@ -1,6 +1,5 @@
 """What a careless or hostile user does: kills at random moments, colliding and overlapping
 file names, odd pictures, wrong arguments, broken checkpoints, no network."""
-import json
 import os
 import random
 import signal

@@ -50,7 +50,8 @@ def test_parameter_groups(tmp_path, synthetic):
     side = by_name["side_adapter_network.vit_model.blocks.0.attn.qkv.weight"]
     assert side["lr"] == pytest.approx(1e-5) and side["weight_decay"] == 1e-4
     assert by_name["side_adapter_network.vit_model.blocks.0.norm1.weight"]["weight_decay"] == 0.0
-    assert by_name["side_adapter_network.fusion_layers.layer_0.input_proj.0.weight"]["weight_decay"] == 0.0
+    # The fusion layers' channel LayerNorm is no torch norm layer, as in the paper's code.
+    assert by_name["side_adapter_network.fusion_layers.layer_0.input_proj.0.weight"]["weight_decay"] == 1e-4
     assert by_name["side_adapter_network.query_embed"]["weight_decay"] == 0.0
     pos = by_name["clip_visual_extractor.positional_embedding"]
     assert pos["lr"] == pytest.approx(5e-5) and pos["weight_decay"] == 0.0

@@ -24,9 +24,10 @@ def build_param_groups(model: nn.Module, *, base_lr: float, weight_decay: float,
     """One group per trainable parameter with its learning rate and weight decay.
 
     ``side_adapter_network`` parameters get ``backbone_multiplier`` x LR, parameters under a
-    module whose name contains "clip" get ``clip_multiplier`` x LR; normalisation layers get
-    ``weight_decay_norm``, embeddings and names containing an ``embed_fragments`` entry get
-    ``weight_decay_embed``.
+    module whose name contains "clip" get ``clip_multiplier`` x LR; parameters whose own name
+    contains an ``embed_fragments`` entry get ``weight_decay_embed``, then those of torch's
+    normalisation layers ``weight_decay_norm`` and of ``nn.Embedding`` ``weight_decay_embed``,
+    as in the paper's code.
     """
     groups, seen = [], set()
     for module_name, module in model.named_modules():
@@ -40,9 +41,13 @@ def build_param_groups(model: nn.Module, *, base_lr: float, weight_decay: float,
                 lr *= backbone_multiplier
             if "clip" in module_name:
                 lr *= clip_multiplier
+            # The paper's order: a norm module's parameters take WEIGHT_DECAY_NORM even when
+            # their names contain an embedding fragment.
+            if any(fragment in param_name for fragment in embed_fragments):
+                decay = weight_decay_embed
             if isinstance(module, NORM_MODULES):
                 decay = weight_decay_norm
-            if isinstance(module, nn.Embedding) or any(f in full_name for f in embed_fragments):
+            if isinstance(module, nn.Embedding):
                 decay = weight_decay_embed
             groups.append({"params": [param], "lr": lr, "weight_decay": decay, "name": full_name})
     return groups

@@ -17,9 +17,9 @@ from detectron2.projects.deeplab import build_lr_scheduler
 from detectron2.utils import comm
 
 from ..checkpoint import SANCheckpointer
-from ..data import build_train_mapper
+from ..data import build_test_resize, build_train_mapper, dataset_class_names
 from ..evaluation import format_summary, verify_san_results, write_results_json
-from ..modeling.test_time_augmentation import SemanticSegmentorWithTTA
+from ..modeling.test_time_augmentation import build_tta_model
 from .optim import build_optimizer
 
 logger = logging.getLogger(__name__)
@@ -106,8 +106,14 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
+        """The dataset's records resized by INPUT.TEST_RESIZE, with DATASETS.CLASS_NAMES' names
+        as the vocabulary."""
         records = records_with_dataset_name([dataset_name])
-        dataset = MapDataset(DatasetFromList(records, copy=False), InferenceMapper(cfg, False))
+        if cfg.DATASETS.CLASS_NAMES != "paper":
+            vocabulary = list(dataset_class_names(dataset_name, cfg.DATASETS.CLASS_NAMES))
+            records = [{**record, "vocabulary": vocabulary} for record in records]
+        mapper = InferenceMapper(cfg, False, augmentations=[build_test_resize(cfg)])
+        dataset = MapDataset(DatasetFromList(records, copy=False), mapper)
         return torch.utils.data.DataLoader(
             dataset, batch_size=cfg.SOLVER.TEST_IMS_PER_BATCH,
             sampler=InferenceSampler(len(dataset)), num_workers=cfg.DATALOADER.NUM_WORKERS,
@@ -129,11 +135,11 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def test_with_TTA(cls, cfg, model) -> "OrderedDict[str, Dict]":
-        """Evaluates with TEST.AUG's scales and flip; results go to ``inference_TTA``."""
+        """Evaluates with TEST.AUG's recipe, scales and flip; results go to ``inference_TTA``."""
         logger.info("Running inference with test-time augmentation ...")
         evaluators = [cls.build_evaluator(cfg, name, os.path.join(cfg.OUTPUT_DIR, "inference_TTA", name))
                       for name in cfg.DATASETS.TEST]
-        results = cls._evaluate(cfg, SemanticSegmentorWithTTA(cfg, model), evaluators,
+        results = cls._evaluate(cfg, build_tta_model(cfg, model), evaluators,
                                 "eval_results_TTA.json")
         return OrderedDict((k + "_TTA", v) for k, v in results.items())
 

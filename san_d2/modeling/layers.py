@@ -8,14 +8,22 @@ from torch.nn import functional as F
 __all__ = ["ChannelLayerNorm", "resize_grid_pos_embed"]
 
 
-class ChannelLayerNorm(nn.LayerNorm):
-    """LayerNorm over the channels of a (B, C, H, W) map."""
+class ChannelLayerNorm(nn.Module):
+    """LayerNorm over the channels of a (B, C, H, W) map (biased variance).
+
+    Not an ``nn.LayerNorm``, as in the paper's code, whose optimiser therefore gives its
+    parameters the ordinary weight decay rather than ``SOLVER.WEIGHT_DECAY_NORM``.
+    """
 
     def __init__(self, channels: int, eps: float = 1e-6):
-        super().__init__(channels, eps=eps)
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        x = F.layer_norm(x.permute(0, 2, 3, 1), self.weight.shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)
 
 
 def resize_grid_pos_embed(pos_embed: torch.Tensor, grid: Tuple[int, int],

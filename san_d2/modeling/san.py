@@ -178,7 +178,7 @@ class SAN(nn.Module):
         vocabulary = self._vocabulary(batched_inputs)
         images = [self._checked_image(x, i) for i, x in enumerate(batched_inputs)]
         if self.training:
-            image_list = self._preprocess(images)
+            image_list = self._preprocess(images, min_size=self._target_size(batched_inputs))
             outputs = self._predict(image_list.tensor, vocabulary)
             return self.criterion(outputs, self._targets(batched_inputs, image_list))
 
@@ -254,9 +254,25 @@ class SAN(nn.Module):
                              "as the vocabulary.")
         return check_vocabulary(classes)
 
-    def _preprocess(self, images: List[torch.Tensor]) -> ImageList:
+    def _preprocess(self, images: List[torch.Tensor],
+                    min_size: Tuple[int, int] = (0, 0)) -> ImageList:
+        """Normalised images, zero-padded to a multiple of the size divisibility and to at
+        least ``min_size`` (labels padded beyond their image, mmseg's training recipe)."""
         normalized = [(x.float() - self.pixel_mean) / self.pixel_std for x in images]
-        return ImageList.from_tensors(normalized, self.size_divisibility)
+        image_list = ImageList.from_tensors(normalized, self.size_divisibility)
+        height, width = image_list.tensor.shape[-2:]
+        extra_h, extra_w = max(min_size[0] - height, 0), max(min_size[1] - width, 0)
+        if extra_h or extra_w:
+            image_list.tensor = F.pad(image_list.tensor, (0, extra_w, 0, extra_h))
+        return image_list
+
+    @staticmethod
+    def _target_size(batched_inputs: List[Dict]) -> Tuple[int, int]:
+        """The largest label size of a training batch."""
+        sizes = [record["sem_seg"].shape[-2:] for record in batched_inputs if "sem_seg" in record]
+        sizes += [record["instances"].image_size for record in batched_inputs
+                  if "instances" in record]
+        return (max((s[0] for s in sizes), default=0), max((s[1] for s in sizes), default=0))
 
     def _groups_by_padded_size(self, images: List[torch.Tensor]) -> List[List[int]]:
         groups = defaultdict(list)

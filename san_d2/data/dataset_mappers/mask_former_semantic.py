@@ -45,7 +45,8 @@ class MaskFormerSemanticDatasetMapper:
 
     @configurable
     def __init__(self, is_train: bool = True, *, augmentations: List[Union[T.Augmentation, T.Transform]],
-                 image_format: str, ignore_label: int, size_divisibility: int):
+                 image_format: str, ignore_label: int, size_divisibility: int,
+                 pad_image: bool = True):
         """
         Args:
             is_train: must be True: this mapper is for training only.
@@ -53,6 +54,8 @@ class MaskFormerSemanticDatasetMapper:
             image_format: format of the returned image ("RGB" for SAN).
             ignore_label: label value excluded from the masks and used to pad labels.
             size_divisibility: pad to exactly this size (right and bottom) when > 0.
+            pad_image: pad the image too, with 128 (the paper's code); else only the label, and
+                the model pads the normalised image with 0 to the label's size (mmseg's).
         """
         if not is_train:
             raise ValueError("MaskFormerSemanticDatasetMapper is for training; use detectron2's "
@@ -61,6 +64,7 @@ class MaskFormerSemanticDatasetMapper:
         self.image_format = image_format
         self.ignore_label = ignore_label
         self.size_divisibility = size_divisibility
+        self.pad_image = pad_image
         logger.info(f"[MaskFormerSemanticDatasetMapper] augmentations: {augmentations}")
 
     @classmethod
@@ -81,6 +85,7 @@ class MaskFormerSemanticDatasetMapper:
             "image_format": cfg.INPUT.FORMAT,
             "ignore_label": ignore_label,
             "size_divisibility": cfg.INPUT.SIZE_DIVISIBILITY,
+            "pad_image": not cfg.INPUT.PAD_AFTER_NORMALIZATION,
         }
 
     def __call__(self, dataset_dict: Dict) -> Dict:
@@ -105,7 +110,8 @@ class MaskFormerSemanticDatasetMapper:
         if self.size_divisibility > 0:
             height, width = image.shape[-2:]
             padding = [0, self.size_divisibility - width, 0, self.size_divisibility - height]
-            image = F.pad(image, padding, value=IMAGE_PAD_VALUE)
+            if self.pad_image:
+                image = F.pad(image, padding, value=IMAGE_PAD_VALUE)
             sem_seg = F.pad(sem_seg, padding, value=self.ignore_label)
 
         dataset_dict["image"] = image

@@ -27,7 +27,8 @@ def _register_splits(root: str, splits, *, labelset: str, ignore_label: int, gt_
     for name, image_dir, gt_dir in splits:
         register_sem_seg(name, os.path.join(root, image_dir), os.path.join(root, gt_dir),
                          stuff_classes=load_labelset(labelset), ignore_label=ignore_label,
-                         gt_ext=gt_ext, prepare_hint=f"`python datasets/{script}`", **extra)
+                         gt_ext=gt_ext, prepare_hint=f"`python datasets/{script}`",
+                         labelset=labelset, **extra)
 
 
 def register_all_coco_stuff(root: str) -> None:

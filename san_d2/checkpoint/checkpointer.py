@@ -1,40 +1,20 @@
-"""Checkpoints: strict, safe loading (torch >= 2.6's ``weights_only``) and crash-safe saving."""
+"""SANCheckpointer: strict, safe loading of detectron2 and mmsegmentation files, crash-safe
+saving."""
 import logging
 import os
-import pickle
-import re
-from typing import Optional, Sequence
+from typing import Sequence
 
-import numpy as np
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
-from .utils.io import atomic_write
+from ..utils.io import atomic_write
+from . import mmseg
+from .files import (CheckpointError, CheckpointMismatchError, check_weights_are_tensors,
+                    read_torch_file)
 
-__all__ = ["SANCheckpointer", "CheckpointError", "CheckpointMismatchError", "NUMPY_SAFE_GLOBALS"]
+__all__ = ["SANCheckpointer", "describe_mismatch"]
 
 logger = logging.getLogger(__name__)
-
-
-class CheckpointError(RuntimeError):
-    """A file that is not a checkpoint san_d2 can read; the message says what it is."""
-
-
-class CheckpointMismatchError(CheckpointError):
-    """Weights whose names or shapes do not fit the model."""
-
-
-def _numpy_safe_globals():
-    multiarray = getattr(np, "_core", None) or np.core  # numpy 2 renamed np.core
-    dtype_classes = {type(np.dtype(t)) for t in (
-        np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32,
-        np.uint64, np.float16, np.float32, np.float64)}
-    return [multiarray.multiarray._reconstruct, multiarray.multiarray.scalar, np.ndarray,
-            np.dtype, *dtype_classes]
-
-
-# What numpy puts in a pickle for its arrays and scalars: data, never code.
-NUMPY_SAFE_GLOBALS = _numpy_safe_globals()
 
 
 def _sample(keys: Sequence[str]) -> str:
@@ -58,40 +38,25 @@ def describe_mismatch(missing: Sequence[str], unexpected: Sequence[str],
     return " ".join(lines)
 
 
-# How files written by torch.save begin: a zip archive, or a pickle (protocol 2 or later).
-_TORCH_FILE_STARTS = (b"PK\x03\x04", b"\x80")
+# (blocks, width, patch) of the published CLIPs -> name and the shipped configs of that size.
+_KNOWN_CLIPS = {
+    (12, 768, 16): ("ViT-B/16", ("san_clip_vit_res4_coco.yaml",
+                                 "mmseg/san-vit-b16_coco-stuff164k-640x640.yaml")),
+    (24, 1024, 14): ("ViT-L/14", ("san_clip_vit_large_res4_coco.yaml",
+                                  "mmseg/san-vit-l14_coco-stuff164k-640x640.yaml")),
+}
 
 
-def _not_a_checkpoint(filename: str) -> Optional[str]:
-    """Why ``filename`` cannot be a torch.save file, or None."""
-    with open(filename, "rb") as f:
-        head = f.read(16)
-    if not head:
-        return (f"{filename} is empty (0 bytes), not a checkpoint: an interrupted download, "
-                "copy or save?")
-    if not head.startswith(_TORCH_FILE_STARTS):
-        return (f"{filename} is not a PyTorch checkpoint (it starts with {head!r}); expected a "
-                "file written by torch.save, such as the released san_vit_b_16.pth.")
-    return None
+def _describe_clip(architecture) -> str:
+    blocks, width, patch = architecture
+    known = _KNOWN_CLIPS.get(tuple(architecture))
+    return (f"{blocks} blocks of width {width}, patch {patch}"
+            + (f" ({known[0]})" if known else ""))
 
 
-def _blocked_global(error: Exception) -> Optional[str]:
-    """The Python object a weights-only unpickling refused (e.g. "posix.system"), if any."""
-    match = re.search(r"GLOBAL ([\w.]+)", str(error))
-    return match.group(1) if match else None
-
-
-def _check_weights_are_tensors(filename: str, weights) -> None:
-    if not isinstance(weights, dict):
-        raise CheckpointError(f"{filename} holds no weights: expected a dict of tensors under "
-                              f"'model' (or a plain state dict), got {type(weights).__name__}.")
-    wrong = [(k, type(v).__name__) for k, v in weights.items()
-             if not isinstance(v, (torch.Tensor, np.ndarray))]
-    if wrong:
-        key, kind = wrong[0]
-        raise CheckpointError(f"{filename}: {len(wrong)} of its {len(weights)} weights are not "
-                              f"tensors or arrays (e.g. {key!r} is a {kind}); expected a state "
-                              "dict of tensors.")
+def _configs_for(architecture) -> str:
+    known = _KNOWN_CLIPS.get(tuple(architecture))
+    return f", e.g. {' or '.join(known[1])}" if known else ""
 
 
 class SANCheckpointer(DetectionCheckpointer):
@@ -123,25 +88,29 @@ class SANCheckpointer(DetectionCheckpointer):
         return super().load(path, checkpointables)
 
     def _load_file(self, filename: str):
-        problem = _not_a_checkpoint(filename) if os.path.isfile(filename) else None
-        if problem:
-            raise CheckpointError(problem)
-        try:
-            with torch.serialization.safe_globals(NUMPY_SAFE_GLOBALS):
-                loaded = super()._load_file(filename)
-        except pickle.UnpicklingError as e:
-            blocked = _blocked_global(e)
-            if blocked is None:
-                raise CheckpointError(f"{filename} cannot be unpickled ({e}).") from None
-            raise CheckpointError(
-                f"{filename} holds Python objects ({blocked}) that san_d2 does not unpickle: "
-                "only tensors, numpy arrays and plain data are read, so that a file cannot run "
-                "code. Expected a detectron2/SAN checkpoint (a dict with 'model').") from None
-        except Exception as e:  # a damaged file fails anywhere in torch's readers
-            raise CheckpointError(f"{filename} is truncated or damaged ({type(e).__name__}: "
-                                  f"{e}); expected a checkpoint written by torch.save.") from None
-        _check_weights_are_tensors(filename, loaded.get("model"))
+        if filename.endswith((".pkl", ".pyth")):  # detectron2's model-zoo formats
+            return super()._load_file(filename)
+        loaded = read_torch_file(filename)
+        container = loaded.get("model") if list(loaded) == ["model"] else loaded
+        if mmseg.is_mmseg_container(container):
+            loaded = self._from_mmseg(filename, container["state_dict"])
+        elif "model" not in loaded:  # a plain state dict, as detectron2 takes it
+            loaded = {"model": loaded}
+        check_weights_are_tensors(filename, loaded.get("model"))
         return loaded
+
+    def _from_mmseg(self, filename: str, weights) -> dict:
+        """mmseg's SAN weights under this model's names (fusion layers in its stage order)."""
+        if not mmseg.is_mmseg_san(weights):
+            first = sorted({name.split(".")[0] + "." for name in weights})[:4]
+            raise CheckpointError(
+                f"{filename} is an mmsegmentation checkpoint of another model (its weights begin "
+                f"with {', '.join(first)}); san_d2 loads mmsegmentation's SAN models, whose "
+                "weights are image_encoder., text_encoder. and decode_head.side_adapter_network.")
+        stages = mmseg.fusion_stages(self.model.state_dict())
+        logger.info(f"Reading {filename} as an mmsegmentation SAN checkpoint.")
+        return {"model": mmseg.mmseg_to_san(weights, stages or mmseg.DEFAULT_FUSION_STAGES),
+                "__author__": "mmsegmentation"}
 
     def save(self, name: str, **kwargs) -> None:
         """Saves ``<save_dir>/<name>.pth`` atomically, then points ``last_checkpoint`` at it:
@@ -161,6 +130,7 @@ class SANCheckpointer(DetectionCheckpointer):
             f.write(last_filename_basename)
 
     def _load_model(self, checkpoint):
+        self._check_clip_architecture(checkpoint["model"])
         derived = set(getattr(self.model, "DERIVED_STATE_KEYS", ()))
         self._drop_derived_of_another_shape(checkpoint["model"], derived)
         incompatible = super()._load_model(checkpoint)
@@ -171,6 +141,16 @@ class SANCheckpointer(DetectionCheckpointer):
             raise CheckpointMismatchError(describe_mismatch(
                 missing, incompatible.unexpected_keys, incompatible.incorrect_shapes))
         return incompatible
+
+    def _check_clip_architecture(self, weights) -> None:
+        """A SAN file of another CLIP (ViT-B/16 weights, ViT-L/14 config): say which is which."""
+        ours = mmseg.clip_architecture(self.model.state_dict())
+        theirs = mmseg.clip_architecture(weights)
+        if self.strict and ours and theirs and ours != theirs:
+            raise CheckpointMismatchError(
+                f"The checkpoint holds a SAN whose CLIP is {_describe_clip(theirs)}, but the "
+                f"config builds one with {_describe_clip(ours)}: use a config of the "
+                f"checkpoint's architecture{_configs_for(theirs)}.")
 
     def _drop_derived_of_another_shape(self, weights, derived) -> None:
         model_state = self.model.state_dict()
