@@ -14,7 +14,9 @@ Steps:
      (``tools/misc/publish_model.py``: drop ``optimizer``, re-save) is applied by hand;
   4. test images, ``mmseg.apis.init_model`` + ``inference_model`` per vocabulary and image,
      the decode head's raw outputs and the data preprocessor's output for one image, and
-     mmseg's ms+flip TTA (``SegTTAModel`` + ``tta_pipeline``) for one image.
+     mmseg's ms+flip TTA (``SegTTAModel`` + ``tta_pipeline``) for one image;
+  5. keys.tsv, the inference config, outputs_meta.json (shapes, margins, and how far the outputs
+     move when every weight is multiplied by 1 + 1e-7 N(0, 1)).
 """
 import argparse
 import copy
@@ -37,6 +39,13 @@ DEBUG_IMAGE = 1  # the image whose intermediates are saved (padding is exercised
 DEBUG_VOCAB = 1
 TTA_IMAGE, TTA_VOCAB = 0, 1
 SEED = 0
+# multipliers applied after the seeded draws (see seeded_state_dict); names are substrings
+SCALES = {
+    "text_encoder.token_embedding.weight": 50.0,  # std 1: class names give less alike embeddings
+    "image_encoder.cls_token": 0.1,  # a smaller common part in the recognition-head queries
+    "rec_with_attnbias.layers.0.attentions.0.attn.out_proj.weight": 10.0,  # queries differ more
+    "mask_decoder.pix_mlp.layers.2.": 0.3,  # mask logits nearer 0 (weight and bias)
+}
 
 
 # ------------------------------------------------------------------ environment
@@ -179,10 +188,13 @@ def make_train_data(root, rng):
 
 def seeded_state_dict(model):
     """Every tensor of ``model.state_dict()`` from one generator (seed 0), in state-dict order:
-    Linear / conv / MHA weights N(0, 1/fan_in) (CLIP-like scale so the outputs are structured),
-    biases N(0, 0.02^2), LayerNorms 1 + N(0, 0.02^2) / N(0, 0.02^2), CLIP embeddings N(0, 1/width),
-    token embedding N(0, 0.02^2), text positional N(0, 0.01^2), text projection N(0, 1/width),
-    bias_scaling (Linear(1, 1)) weight 1 + N(0, 0.02^2), logit_scale = log(100)."""
+    Linear / conv / MHA weights N(0, 1/fan_in), biases N(0, 0.02^2), LayerNorms 1 + N(0, 0.02^2) /
+    N(0, 0.02^2), CLIP cls / pos embeddings N(0, 1/width), token embedding N(0, 0.02^2), text
+    positional N(0, 0.01^2), text projection N(0, 1/width), bg_embed N(0, 1/32),
+    side-adapter pos / query embeddings N(0, 0.02^2), bias_scaling (Linear(1, 1)) weight
+    1 + N(0, 0.02^2), logit_scale = log(100); then the multipliers of ``SCALES`` (so that a random
+    model gives masks that are not all ~0 after the sigmoid and queries that do not all vote for
+    the same class)."""
     gen = torch.Generator().manual_seed(SEED)
     modules = dict(model.named_modules())
     out = {}
@@ -214,6 +226,11 @@ def seeded_state_dict(model):
         else:
             raise ValueError(f"no rule for {name} {tuple(shape)}")
         out[name] = v.to(torch.float32).contiguous()
+    for pattern, factor in SCALES.items():
+        hits = [k for k in out if pattern in k]
+        assert hits, pattern
+        for k in hits:
+            out[k] = out[k] * factor
     assert all(torch.isfinite(v).all() for v in out.values())
     return out
 
@@ -293,6 +310,8 @@ def main():
 
     # the config as mmseg sees it at inference, for the 5-class vocabulary
     tiny_config(VOCABS[1]).dump(osp.join(out, "san-vit-tiny_mmseg_config.py"))
+    os.replace(osp.join(out, "san-vit-tiny_mmseg_config.py"),
+               osp.join(out, "san-vit-tiny_mmseg_config.py.txt"))  # data, not code
 
     # 4. inference with mmseg's API
     meta = {"versions": {"mmseg": mmseg.__version__, "mmengine": mmengine.__version__,
@@ -386,6 +405,19 @@ def main():
             np.save(osp.join(out, f"tta_vocab{v}_image{TTA_IMAGE}_seg_logits.npy"),
                     acc.numpy().astype(np.float32))
             np.save(osp.join(out, f"tta_vocab{v}_image{TTA_IMAGE}_pred.npy"), tta_pred.astype(np.uint8))
+
+        # 6. how much the outputs move when every weight moves by ~1 float32 ulp (tolerances)
+        gen = torch.Generator().manual_seed(1)
+        model.load_state_dict({k: t * (1 + 1e-7 * torch.randn(t.shape, generator=gen))
+                               for k, t in sd.items()})
+        model.text_encoder.cache = {}
+        for i, path in enumerate(image_paths):
+            ref = np.load(osp.join(out, f"out_vocab{v}_image{i}_seg_logits.npy"))
+            got = inference_model(model, path).seg_logits.data.numpy()
+            meta["images"][str(i)][f"vocab{v}_max_abs_change_if_weights_times_1+1e-7N"] = float(
+                np.abs(got - ref).max())
+            meta["images"][str(i)][f"vocab{v}_label_changes_if_weights_times_1+1e-7N"] = int(
+                (got.argmax(0) != ref.argmax(0)).sum())
 
     with open(osp.join(out, "outputs_meta.json"), "w") as f:
         json.dump(meta, f, indent=1, default=_plain)
