@@ -126,7 +126,9 @@ class SANCheckpointer(DetectionCheckpointer):
         self.tag_last_checkpoint(os.path.basename(path))
 
     def tag_last_checkpoint(self, last_filename_basename: str) -> None:
-        with atomic_write(os.path.join(self.save_dir, "last_checkpoint"), "w") as f:
+        # Only the main process saves: temporary files a killed run left behind can go.
+        with atomic_write(os.path.join(self.save_dir, "last_checkpoint"), "w",
+                          remove_leftovers=True) as f:
             f.write(last_filename_basename)
 
     def _load_model(self, checkpoint):

@@ -1,4 +1,6 @@
-"""SAN's trainer: the paper's recipe on detectron2's DefaultTrainer."""
+"""SAN's trainer: the paper's recipe on detectron2's DefaultTrainer, multi-process on CPU or
+CUDA, with exact resume."""
+import inspect
 import logging
 import os
 import weakref
@@ -6,21 +8,27 @@ from collections import OrderedDict
 from typing import Dict, List
 
 import torch
-from detectron2.data import DatasetCatalog, DatasetMapper, build_detection_train_loader
+from detectron2.data import DatasetCatalog, DatasetMapper
 from detectron2.data.build import trivial_batch_collator
 from detectron2.data.common import DatasetFromList, MapDataset
 from detectron2.data.samplers import InferenceSampler
-from detectron2.engine import DefaultTrainer
-from detectron2.evaluation import SemSegEvaluator, inference_on_dataset
+from detectron2.engine import DefaultTrainer, TrainerBase
+from detectron2.evaluation import inference_on_dataset
 from detectron2.modeling import build_model
 from detectron2.projects.deeplab import build_lr_scheduler
 from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
+from torch.nn.parallel import DistributedDataParallel
 
 from ..checkpoint import SANCheckpointer
 from ..data import build_test_resize, build_train_mapper, dataset_class_names
-from ..evaluation import format_summary, verify_san_results, write_results_json
+from ..evaluation import (SANSemSegEvaluator, format_summary, verify_san_results,
+                          write_results_json)
 from ..modeling.test_time_augmentation import build_tta_model
+from .loop import SANAMPTrainer, SANSimpleTrainer, StepSeeds
 from .optim import build_optimizer
+from .stream import TrainingStream, random_shared_seed
+from .writers import resumable_writers
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +43,21 @@ def records_with_dataset_name(names) -> List[Dict]:
     return records
 
 
+def wrap_for_ddp(model: torch.nn.Module, cfg):
+    """``DistributedDataParallel(model)`` when there are several processes, as detectron2's
+    ``create_ddp_model(model, broadcast_buffers=False)`` but on CPU too (detectron2 passes the
+    local GPU as ``device_ids``, which DDP refuses for a CPU model) and without torch's
+    deprecated argument (buffers are then also synchronised once at the start: SAN's are
+    recomputed from the config, the same on every process)."""
+    if comm.get_world_size() == 1:
+        return model
+    devices = [comm.get_local_rank()] if cfg.MODEL.DEVICE.startswith("cuda") else None
+    no_forward_sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in
+                       inspect.signature(DistributedDataParallel).parameters
+                       else {"broadcast_buffers": False})
+    return DistributedDataParallel(model, device_ids=devices, **no_forward_sync)
+
+
 class InferenceMapper(DatasetMapper):
     """detectron2's test-time mapper, without reading the label (the evaluator reads it)."""
 
@@ -45,8 +68,14 @@ class InferenceMapper(DatasetMapper):
 class Trainer(DefaultTrainer):
     """DefaultTrainer with SAN's optimiser, schedule, data, evaluation and checkpoints.
 
-    On a machine without CUDA, ``SOLVER.AMP.ENABLED`` (detectron2's AMP trainer needs CUDA) is
-    turned off and training runs in float32; the log says so.
+    * On a machine without CUDA, ``SOLVER.AMP.ENABLED`` (detectron2's AMP trainer needs CUDA) is
+      turned off and training runs in float32; the log says so.
+    * Multi-process (see :mod:`san_d2.engine.launch`): the model is wrapped in
+      ``DistributedDataParallel`` on CPU as on CUDA, ``SOLVER.IMS_PER_BATCH`` is the global
+      batch, and a non-finite loss on any process stops every process.
+    * Exact resume: the data is a function of (seed, iteration) (:mod:`san_d2.engine.stream`),
+      the global random generators are seeded before each step from (seed, iteration, rank),
+      and checkpoints hold the optimizer, the schedule and the seed.
     """
 
     def __init__(self, cfg):
@@ -57,20 +86,50 @@ class Trainer(DefaultTrainer):
             cfg.defrost()
             cfg.SOLVER.AMP.ENABLED = False
             cfg.freeze()
-        super().__init__(cfg)
+        # DefaultTrainer.__init__'s steps, with a DDP that also works on CPU, the inner trainer
+        # that checks losses on every process, and the strict checkpointer.
+        TrainerBase.__init__(self)
+        if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
+            setup_logger()
+        cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
+        self.seed = cfg.SEED if cfg.SEED >= 0 else random_shared_seed()
+        model = self.build_model(cfg)
+        optimizer = self.build_optimizer(cfg, model)
+        data_loader = self.build_train_loader(cfg)
+        model = wrap_for_ddp(model, cfg)
+        inner = SANAMPTrainer if cfg.SOLVER.AMP.ENABLED else SANSimpleTrainer
+        self._trainer = inner(model, data_loader, optimizer)
+        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
+        self.checkpointer = SANCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        self.start_iter = 0
+        self.max_iter = cfg.SOLVER.MAX_ITER
+        self.cfg = cfg
+        self.register_hooks(self.build_hooks())
 
     def build_hooks(self):
-        # DefaultTrainer.__init__ calls this right after making a plain DetectionCheckpointer;
-        # the periodic-checkpoint hook must hold the checkpointer that also loads.
-        self.checkpointer = SANCheckpointer(self._trainer.model, self.cfg.OUTPUT_DIR,
-                                            trainer=weakref.proxy(self))
-        return super().build_hooks()
+        return [StepSeeds(), *super().build_hooks()]
+
+    def build_writers(self):
+        return resumable_writers(self.cfg.OUTPUT_DIR, max_iter=self.max_iter,
+                                 start_iter=lambda: self.start_iter)
+
+    def resume_or_load(self, resume=True):
+        super().resume_or_load(resume=resume)
+        starts = comm.all_gather(self.start_iter)
+        if len(set(starts)) > 1:
+            raise ValueError(f"The processes would start at different iterations {starts} (by "
+                             "rank): each reads OUTPUT_DIR/last_checkpoint, so every machine must "
+                             "see the same OUTPUT_DIR (a shared folder) to resume.")
+        if self.start_iter:
+            logger.info(f"Resuming at iteration {self.start_iter} of {self.max_iter} from "
+                        f"{self.checkpointer.get_checkpoint_file()} (seed {self.seed}).")
 
     def state_dict(self):
         # detectron2 0.6 saves only the iteration and hook states; --resume also needs the
-        # optimizer (and AMP's grad scaler), kept by the inner trainer.
+        # optimizer (and AMP's grad scaler), kept by the inner trainer, and the run's seed.
         state = super().state_dict()
         state["_trainer"] = self._trainer.state_dict()
+        state["seed"] = self.seed
         return state
 
     def load_state_dict(self, state_dict):
@@ -79,6 +138,11 @@ class Trainer(DefaultTrainer):
             self._trainer.load_state_dict(state_dict["_trainer"])
         else:
             logger.warning("The checkpoint holds no optimizer state; the optimizer starts afresh.")
+        if "seed" in state_dict:
+            self.seed = int(state_dict["seed"])
+        else:
+            logger.warning(f"The checkpoint holds no seed; the data continues with seed "
+                           f"{self.seed}, not the earlier run's.")
 
     @classmethod
     def build_model(cls, cfg):
@@ -99,10 +163,20 @@ class Trainer(DefaultTrainer):
         return build_lr_scheduler(cfg, optimizer)
 
     @classmethod
-    def build_train_loader(cls, cfg):
-        return build_detection_train_loader(
-            cfg, mapper=build_train_mapper(cfg),
-            dataset=records_with_dataset_name(cfg.DATASETS.TRAIN))
+    def build_train_loader(cls, cfg) -> TrainingStream:
+        """This process's share of each global batch, a function of (seed, iteration)."""
+        if cfg.DATALOADER.SAMPLER_TRAIN != "TrainingSampler":
+            raise ValueError(f"DATALOADER.SAMPLER_TRAIN {cfg.DATALOADER.SAMPLER_TRAIN!r} is not "
+                             "supported: san_d2's resumable stream takes the place of "
+                             "detectron2's TrainingSampler (set it to TrainingSampler).")
+        if cfg.DATALOADER.ASPECT_RATIO_GROUPING:
+            logger.info("Training batches are not grouped by aspect ratio "
+                        "(DATALOADER.ASPECT_RATIO_GROUPING): each iteration's batch is fixed by "
+                        "the seed, so that a resumed run sees the same batches.")
+        return TrainingStream(records_with_dataset_name(cfg.DATASETS.TRAIN),
+                              build_train_mapper(cfg), global_batch=cfg.SOLVER.IMS_PER_BATCH,
+                              world_size=comm.get_world_size(), rank=comm.get_rank(),
+                              num_workers=cfg.DATALOADER.NUM_WORKERS)
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
@@ -122,7 +196,7 @@ class Trainer(DefaultTrainer):
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
-        return SemSegEvaluator(dataset_name, distributed=True, output_dir=output_folder)
+        return SANSemSegEvaluator(dataset_name, distributed=True, output_dir=output_folder)
 
     @classmethod
     def test(cls, cfg, model, evaluators=None) -> "OrderedDict[str, Dict]":
@@ -164,6 +238,8 @@ class Trainer(DefaultTrainer):
 
     def train(self):
         """Trains; with ``TEST.EXPECTED_RESULTS``, checks the last evaluation against them."""
+        if isinstance(self._trainer.data_loader, TrainingStream):
+            self._trainer.data_loader.start(seed=self.seed, start_iter=self.start_iter)
         super(DefaultTrainer, self).train(self.start_iter, self.max_iter)
         if len(self.cfg.TEST.EXPECTED_RESULTS) and comm.is_main_process():
             if not hasattr(self, "_last_eval_results"):
