@@ -4,6 +4,7 @@
     san-benchmark --config-file san_clip_vit_res4_coco.yaml [--device cpu|cuda] \\
         [--dtype fp32|bf16|fp16] [--compile] [--size 640] [--vocab 171] [--runs 5] \\
         [--threads 2] [--json out.json] [--train --batch-size 4 --crop 640]
+    san-benchmark --runtime onnxruntime --export-dir export/ [--ort-optimization all] ...
 
 Builds the model from the config (random weights unless ``--weights``; no download), times
 the first call separately (it encodes the vocabulary's prompts unless they were persisted by
@@ -12,6 +13,8 @@ range of seconds per image, images per second, peak memory (RSS on CPU, CUDA max
 GPU), the time in each stage, the FLOPs of a call with the device's measured matmul rate and
 the floor they give, and for a fast mode (``--dtype bf16|fp16``, ``--compile``) how far the
 outputs are from plain float32. ``--train`` times optimizer steps instead.
+``--runtime onnxruntime`` times ``san_d2_runtime.SANRuntime.predict`` on an export folder
+(``san-export-onnx``) instead, in a process without torch, with the same image and vocabulary.
 """
 import argparse
 import json
@@ -24,9 +27,11 @@ import torch
 from san_d2 import get_san_cfg
 from san_d2.modeling.san import AUTOCAST_DTYPES
 from san_d2.utils.benchmark import (MAX_VOCABULARY, benchmark_training, build_benchmark_model,
-                                    environment, format_results, inference_report)
+                                    environment, format_results, inference_report,
+                                    onnxruntime_report)
 from san_d2.utils.cli import add_debug_argument, positive_int, run_reporting_errors
 from san_d2.utils.io import atomic_write
+from san_d2_runtime.runtime import GRAPH_OPTIMIZATION_LEVELS
 
 # CLIP sees the image at half size, in patches of 16 pixels: smaller images leave no patch.
 MIN_IMAGE_SIDE = 32
@@ -54,7 +59,16 @@ def _image_side(text: str) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--config-file", required=True, help="config path or shipped name")
+    parser.add_argument("--config-file", default=None,
+                        help="config path or shipped name (required for --runtime torch)")
+    parser.add_argument("--runtime", choices=["torch", "onnxruntime"], default="torch",
+                        help="torch: the model of the config; onnxruntime: san_d2_runtime on "
+                             "--export-dir")
+    parser.add_argument("--export-dir", default=None, help="export folder (--runtime onnxruntime)")
+    parser.add_argument("--ort-optimization", choices=GRAPH_OPTIMIZATION_LEVELS, default="all",
+                        help="onnxruntime graph optimisation level")
+    parser.add_argument("--ort-provider", action="append", default=[],
+                        help="onnxruntime execution provider, repeatable (default: the CPU's)")
     parser.add_argument("--weights", default="", help="checkpoint (empty: random weights)")
     parser.add_argument("--device", choices=["cpu", "cuda"],
                         default="cuda" if torch.cuda.is_available() else "cpu")
@@ -78,7 +92,26 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def run_onnxruntime(args) -> int:
+    results = onnxruntime_report(args.export_dir, size=args.size, vocab=args.vocab, runs=args.runs,
+                                 threads=args.threads, optimization=args.ort_optimization,
+                                 providers=args.ort_provider)
+    results.update(export_dir=args.export_dir, size=args.size, vocab=args.vocab,
+                   **{k: v for k, v in environment("cpu").items() if k not in ("torch", "threads")})
+    return _report(results, args)
+
+
+def _report(results, args) -> int:
+    print(format_results(results))
+    if args.json:
+        with atomic_write(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+    return 0
+
+
 def run(args) -> int:
+    if args.runtime == "onnxruntime":
+        return run_onnxruntime(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     mode_opts = [] if args.train else ["MODEL.SAN.INFERENCE_DTYPE", args.dtype,
@@ -95,11 +128,7 @@ def run(args) -> int:
                                    runs=args.runs)
     results.update(config=args.config_file, dtype=args.dtype, compiled=args.compile,
                    size=args.size, vocab=args.vocab, **environment(cfg.MODEL.DEVICE))
-    print(format_results(results))
-    if args.json:
-        with atomic_write(args.json, "w") as f:
-            json.dump(results, f, indent=2)
-    return 0
+    return _report(results, args)
 
 
 def main(argv=None) -> int:
@@ -107,6 +136,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: CUDA is not available here.")
+    if args.runtime == "torch" and not args.config_file:
+        parser.error("--config-file is required (for --runtime torch).")
+    if args.runtime == "onnxruntime" and (not args.export_dir or args.train):
+        parser.error("--runtime onnxruntime needs --export-dir, and times inference only.")
     return run_reporting_errors(lambda: run(args), args.debug)
 
 

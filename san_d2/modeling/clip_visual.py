@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .layers import resize_grid_pos_embed
+from .layers import adaptive_max_pool2d, resize_grid_pos_embed
 
 __all__ = [
     "ClipFeature",
@@ -96,7 +96,7 @@ def _interpolate(mode: str):
 
 # MODEL.SAN.REC_DOWNSAMPLE_METHOD -> how an attention bias map is brought to CLIP's grid.
 ATTN_BIAS_DOWNSAMPLERS = {
-    "max": F.adaptive_max_pool2d,
+    "max": adaptive_max_pool2d,
     "avg": F.adaptive_avg_pool2d,
     "bilinear": _interpolate("bilinear"),
     "bicubic": _interpolate("bicubic"),

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["ChannelLayerNorm", "resize_grid_pos_embed"]
+__all__ = ["ChannelLayerNorm", "resize_grid_pos_embed", "adaptive_max_pool2d"]
 
 
 class ChannelLayerNorm(nn.Module):
@@ -45,3 +45,25 @@ def resize_grid_pos_embed(pos_embed: torch.Tensor, grid: Tuple[int, int],
     rows = rows.reshape(1, grid[0], grid[1], channels).permute(0, 3, 1, 2)
     rows = F.interpolate(rows, size=target, mode="bicubic", align_corners=False)
     return torch.cat([prefix, rows.permute(0, 2, 3, 1).reshape(-1, channels)], dim=0)
+
+
+def _adaptive_max_pool_last_axis(x: torch.Tensor, out_size: int) -> torch.Tensor:
+    """Adaptive max pooling of the last axis to ``out_size`` bins: bin i spans
+    [floor(i * n / out), ceil((i + 1) * n / out)), read through one gather of fixed width (a
+    bin's last index repeats in the shorter bins, which leaves their maximum unchanged)."""
+    size = x.shape[-1]
+    bins = torch.arange(out_size, device=x.device)
+    start = bins * size // out_size
+    last = ((bins + 1) * size + out_size - 1) // out_size - 1
+    width = (size + out_size - 1) // out_size + 1  # no bin is wider
+    index = torch.minimum(start[:, None] + torch.arange(width, device=x.device), last[:, None])
+    return x[..., index].amax(dim=-1)
+
+
+def adaptive_max_pool2d(x: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
+    """``F.adaptive_max_pool2d(x, size)``; while exporting to ONNX, which has no adaptive
+    pooling of a dynamic size, the same maxima (exactly) from gathers, one axis at a time."""
+    if not (torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting()):
+        return F.adaptive_max_pool2d(x, size)
+    x = _adaptive_max_pool_last_axis(x, size[1])
+    return _adaptive_max_pool_last_axis(x.transpose(-1, -2), size[0]).transpose(-1, -2)

@@ -4,14 +4,19 @@ The benchmark command (``san-benchmark``) is built from these functions.
 """
 import contextlib
 import datetime
+import json
 import os
 import platform
 import resource
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from collections import defaultdict
 from typing import Dict, List
 
+import numpy as np
 import torch
 from detectron2.modeling import build_model
 from tabulate import tabulate
@@ -24,7 +29,7 @@ from ..modeling.san import AUTOCAST_DTYPES, autocast_context
 
 __all__ = ["MAX_VOCABULARY", "STAGES", "StageTimer", "benchmark_inference", "benchmark_training", "segment",
            "deviation", "count_flops", "matmul_flops_per_second", "build_benchmark_model",
-           "inference_report", "environment", "format_results"]
+           "inference_report", "onnxruntime_report", "environment", "format_results"]
 
 STAGES = {
     "CLIP features": "clip_visual_extractor",
@@ -254,6 +259,43 @@ def inference_report(cfg, *, weights: str, size: int, vocab: int, runs: int) -> 
     rate = matmul_flops_per_second(plain.device, AUTOCAST_DTYPES[dtype_name] or torch.float32)
     results.update(gflops_per_image=flops / 1e9, device_matmul_tflops=rate / 1e12,
                    floor_seconds_per_image=flops / rate)
+    return results
+
+
+def onnxruntime_report(export_dir: str, *, size: int, vocab: int, runs: int,
+                       threads: int = None, optimization: str = "all",
+                       providers: List[str] = ()) -> Dict:
+    """Timings of ``san_d2_runtime.SANRuntime`` on an export folder, for the benchmark's image
+    and vocabulary, measured in a process of its own (no torch loaded: its peak RSS is the
+    runtime's). ``threads`` bounds onnxruntime's and numpy's threads."""
+    from san_d2_runtime import read_manifest
+
+    read_manifest(export_dir)  # a missing or unusable folder fails here, with its message
+    image = _benchmark_inputs(size, vocab)[0]["image"].permute(1, 2, 0).numpy()
+    env = dict(os.environ)
+    if threads:
+        env.update({name: str(threads) for name in
+                    ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")})
+    with tempfile.TemporaryDirectory() as scratch:
+        files = {name: os.path.join(scratch, name)
+                 for name in ("image.npy", "vocabulary.json", "results.json")}
+        np.save(files["image.npy"], image)
+        with open(files["vocabulary.json"], "w", encoding="utf-8") as f:
+            json.dump(_vocabulary(vocab), f)
+        command = [sys.executable, "-m", "san_d2_runtime.benchmark", "--export-dir", export_dir,
+                   "--image", files["image.npy"], "--vocabulary", files["vocabulary.json"],
+                   "--runs", str(runs), "--optimization", optimization,
+                   "--json", files["results.json"]]
+        command += ["--threads", str(threads)] if threads else []
+        for provider in providers:
+            command += ["--provider", provider]
+        done = subprocess.run(command, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            lines = (done.stderr.strip() or "no output").splitlines()
+            raise ChildProcessError(f"The onnxruntime benchmark failed: {lines[-1]}")
+        with open(files["results.json"], encoding="utf-8") as f:
+            results = json.load(f)
+    results["threads"] = threads
     return results
 
 
