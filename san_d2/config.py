@@ -6,7 +6,7 @@ from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 from detectron2.projects.deeplab import add_deeplab_config
 
-from .model_zoo import resolve_config_file
+from .model_zoo import resolve_config_file, shipped_config_ending
 
 __all__ = ["add_san_config", "get_san_cfg"]
 
@@ -31,6 +31,8 @@ def add_san_config(cfg: CN) -> None:
     # Class names given to the text encoder for the evaluation datasets: "paper" (the
     # registered names) or "mmseg" (mmsegmentation's: PC-59 "table", VOC "tvmonitor").
     cfg.DATASETS.CLASS_NAMES = "paper"
+    # Dataset description JSON files (your own datasets) that san-train registers first.
+    cfg.DATASETS.DEFINITIONS = []
     # Test-time augmentation recipe: "detectron2" (short sides TEST.AUG.MIN_SIZES, scores
     # averaged) or "mmseg" (TEST.AUG.RATIOS of the original size, class softmaxes averaged).
     cfg.TEST.AUG.RECIPE = "detectron2"
@@ -83,6 +85,13 @@ def add_san_config(cfg: CN) -> None:
     # (faster; post-processing and text embeddings stay float32). Training uses SOLVER.AMP.
     cfg.MODEL.SAN.INFERENCE_DTYPE = "fp32"
     cfg.MODEL.SAN.COMPILE = False  # torch.compile CLIP and the side adapter (slow first call)
+    # "Unknown" pixels (label -1; evaluated as wrong): best class score below this (0: off) ...
+    cfg.MODEL.SAN.UNKNOWN_THRESHOLD = 0.0
+    # ... or the "no object" mass of the proposals covering a pixel at least its best score.
+    cfg.MODEL.SAN.UNKNOWN_IF_BACKGROUND = False
+    cfg.MODEL.SAN.SLIDING_WINDOW = CN()
+    cfg.MODEL.SAN.SLIDING_WINDOW.SIZE = 0  # images larger than this run in windows (0: off)
+    cfg.MODEL.SAN.SLIDING_WINDOW.STRIDE = 0  # between windows (0: two thirds of SIZE)
 
     cfg.MODEL.SIDE_ADAPTER = CN()
     cfg.MODEL.SIDE_ADAPTER.NAME = "RegionwiseSideAdapterNetwork"  # SIDE_ADAPTER registry name
@@ -111,6 +120,27 @@ def add_san_config(cfg: CN) -> None:
     cfg.MODEL.FLASH = False
 
 
+class _SANCfgNode(CN):
+    """detectron2's CfgNode whose ``_BASE_`` may also name a shipped config, so that a config
+    of your own, in any folder, can inherit ``san_clip_vit_res4_coco.yaml``."""
+
+    @classmethod
+    def load_yaml_with_base(cls, filename: str, allow_unsafe: bool = False):
+        if not os.path.isfile(filename):
+            filename = shipped_config_ending(filename) or filename
+        return super().load_yaml_with_base(filename, allow_unsafe=allow_unsafe)
+
+
+def _resolving_shipped_bases(node: CN) -> CN:
+    """Makes every node of a config a _SANCfgNode (the same data; yacs merges only nodes of
+    one class, and a loaded file's nodes take the config's)."""
+    object.__setattr__(node, "__class__", _SANCfgNode)
+    for value in node.values():
+        if isinstance(value, CN):
+            _resolving_shipped_bases(value)
+    return node
+
+
 def get_san_cfg(config_file: Optional[str] = None, opts: Sequence[str] = ()) -> CN:
     """Returns detectron2's default config with DeepLab's and SAN's keys, merged with a file.
 
@@ -122,6 +152,7 @@ def get_san_cfg(config_file: Optional[str] = None, opts: Sequence[str] = ()) -> 
     cfg = get_cfg()
     add_deeplab_config(cfg)
     add_san_config(cfg)
+    _resolving_shipped_bases(cfg)
     if config_file:
         cfg.merge_from_file(resolve_config_file(os.fspath(config_file)))
     if opts:

@@ -11,7 +11,8 @@ __all__ = ["predictions_to_label_maps"]
 
 def predictions_to_label_maps(predictions: List[Dict], dataset_name: str) -> Dict[str, np.ndarray]:
     """``sem_seg_predictions.json`` entries (one RLE mask per predicted class and image) ->
-    {file_name: (H, W) int64 train-id map}; pixels no entry covers are -1."""
+    {file_name: (H, W) int64 train-id map}; pixels no entry covers, and pixels marked unknown
+    (category id -1), are -1."""
     metadata = MetadataCatalog.get(dataset_name)
     to_train_id = dict(metadata.get("stuff_dataset_id_to_contiguous_id", {}))
     by_file = defaultdict(list)

@@ -11,10 +11,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from .text_cache import TextEmbeddingStore
+from .vocabulary import check_vocabulary, synonyms
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["OpenVocabClassifier", "load_template_set", "check_vocabulary"]
+__all__ = ["OpenVocabClassifier", "load_template_set"]
 
 
 def load_template_set(name: str) -> Tuple[str, ...]:
@@ -24,30 +25,6 @@ def load_template_set(name: str) -> Tuple[str, ...]:
     if name not in sets:
         raise ValueError(f"Unknown CLIP_TEMPLATE_SET {name!r}: choose one of {sorted(sets)}.")
     return tuple(sets[name])
-
-
-def check_vocabulary(names: Sequence[str]) -> Tuple[str, ...]:
-    """Strips each class name and rejects what would make class ids ambiguous.
-
-    Raises:
-        ValueError: for an empty vocabulary, a name that is not a non-empty string, or
-            duplicate names (their ids would be indistinguishable).
-    """
-    if isinstance(names, str) or not isinstance(names, Sequence) or len(names) == 0:
-        raise ValueError(f"The vocabulary must be a non-empty list of class names, got {names!r}.")
-    stripped = []
-    for i, name in enumerate(names):
-        if not isinstance(name, str) or not name.strip():
-            raise ValueError(f"Vocabulary entry {i} is {name!r}: class names must be non-empty "
-                             "strings.")
-        stripped.append(name.strip())
-    first_seen: Dict[str, int] = {}
-    for i, name in enumerate(stripped):
-        if name in first_seen:
-            raise ValueError(f"Duplicate class name {name!r} at positions {first_seen[name]} and "
-                             f"{i} of the vocabulary: class ids must name distinct classes.")
-        first_seen[name] = i
-    return tuple(stripped)
 
 
 class OpenVocabClassifier(nn.Module):
@@ -118,8 +95,9 @@ class OpenVocabClassifier(nn.Module):
         return x @ self.text_projection
 
     @torch.no_grad()
-    def text_embeddings(self, vocabulary: Sequence[str]) -> torch.Tensor:
-        """(K, E) L2-normalised class embeddings, averaged over the templates (cached)."""
+    def text_embeddings(self, vocabulary: Sequence) -> torch.Tensor:
+        """(K, E) L2-normalised class embeddings, averaged over the templates and, for a class
+        given as synonyms, over its names (cached)."""
         names = check_vocabulary(vocabulary)
         key = (names, self.templates)
         cached = self._cache.get(key)
@@ -138,7 +116,21 @@ class OpenVocabClassifier(nn.Module):
             cached = self._cache[key] = cached.to(device)
         return cached
 
-    def _compute_text_embeddings(self, names: Tuple[str, ...]) -> torch.Tensor:
+    def _compute_text_embeddings(self, classes: Tuple) -> torch.Tensor:
+        names = [name for entry in classes for name in synonyms(entry)]
+        per_name = self._name_embeddings(names)
+        if len(names) == len(classes):  # no synonyms
+            return per_name
+        rows, start = [], 0
+        for entry in classes:
+            count = len(synonyms(entry))
+            rows.append(per_name[start] if count == 1 else
+                        F.normalize(per_name[start:start + count].mean(dim=0), dim=-1))
+            start += count
+        return torch.stack(rows)
+
+    def _name_embeddings(self, names) -> torch.Tensor:
+        """(N, E) normalised embeddings of N names, each averaged over the templates."""
         prompts = [template.format(name) for name in names for template in self.templates]
         tokens = self.tokenizer(prompts).to(self.bg_embed.device)
         # Prompts of similar length share a chunk, so that little padding is encoded.
@@ -148,7 +140,7 @@ class OpenVocabClassifier(nn.Module):
         embeddings[order] = F.normalize(torch.cat(chunks).float(), dim=-1)
         self.num_prompts_encoded += len(prompts)
         embeddings = embeddings.reshape(len(names), len(self.templates), -1).mean(dim=1)
-        logger.info(f"Encoded {len(prompts)} prompts for a {len(names)}-class vocabulary "
+        logger.info(f"Encoded {len(prompts)} prompts for {len(names)} class names "
                     "(cached for later calls).")
         return F.normalize(embeddings, dim=-1)
 

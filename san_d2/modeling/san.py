@@ -17,10 +17,12 @@ from .clip_loader import load_clip
 from .clip_visual import ClipVisualFeatureExtractor, RecWithAttnBiasHead
 from .criterion import SetCriterion
 from .matcher import HungarianMatcher
-from .ov_classifier import OpenVocabClassifier, check_vocabulary, load_template_set
-from .postprocessing import semantic_scores
+from .ov_classifier import OpenVocabClassifier, load_template_set
+from .inference import rejected_pixels, window_boxes
+from .postprocessing import mask_probabilities, semantic_scores
 from .side_adapter import build_side_adapter_network
 from .text_cache import resolve_text_cache_dir
+from .vocabulary import check_vocabulary
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +78,9 @@ class SAN(nn.Module):
         sem_seg_postprocess_before_inference: bool = True,
         inference_dtype: str = "fp32",
         compile_networks: bool = False,
+        unknown_threshold: float = 0.0,
+        unknown_if_background: bool = False,
+        sliding_window: Tuple[int, int] = (0, 0),
     ):
         """
         Args:
@@ -95,6 +100,11 @@ class SAN(nn.Module):
                 inference (post-processing and text embeddings stay in float32).
             compile_networks: ``torch.compile`` the forward of CLIP's two parts and of the side
                 adapter (the first call of each input size compiles).
+            unknown_threshold: pixels whose best class score is below it are "unknown" (0: off).
+            unknown_if_background: pixels whose "no object" mass is at least their best class
+                score are "unknown" (see :func:`rejected_pixels`).
+            sliding_window: (size, stride): images larger than size x size (after the test
+                resize) run in overlapping windows whose scores are averaged; (0, 0): off.
         """
         super().__init__()
         self.clip_visual_extractor = clip_visual_extractor
@@ -115,6 +125,14 @@ class SAN(nn.Module):
         if compile_networks:
             for network in (clip_visual_extractor, side_adapter_network, clip_rec_head):
                 network.forward = torch.compile(network.forward)
+        self.unknown_threshold = unknown_threshold
+        self.unknown_if_background = unknown_if_background
+        window, stride = sliding_window
+        if window < 0 or stride < 0 or (window and window % max(size_divisibility, 1)):
+            raise ValueError(f"MODEL.SAN.SLIDING_WINDOW {sliding_window}: the size must be 0 (off) "
+                             f"or a multiple of MODEL.SAN.SIZE_DIVISIBILITY ({size_divisibility}), "
+                             "the stride 0 (two thirds of the size) or positive.")
+        self.sliding_window = (window, stride or window * 2 // 3)
 
     @classmethod
     def from_config(cls, cfg):
@@ -165,6 +183,9 @@ class SAN(nn.Module):
             "sem_seg_postprocess_before_inference": san.SEM_SEG_POSTPROCESS_BEFORE_INFERENCE,
             "inference_dtype": san.INFERENCE_DTYPE,
             "compile_networks": san.COMPILE,
+            "unknown_threshold": san.UNKNOWN_THRESHOLD,
+            "unknown_if_background": san.UNKNOWN_IF_BACKGROUND,
+            "sliding_window": (san.SLIDING_WINDOW.SIZE, san.SLIDING_WINDOW.STRIDE),
         }
 
     @property
@@ -183,17 +204,21 @@ class SAN(nn.Module):
             return self.criterion(outputs, self._targets(batched_inputs, image_list))
 
         results: List[Optional[Dict[str, torch.Tensor]]] = [None] * len(images)
+        windowed = [i for i, image in enumerate(images) if self._needs_windows(image)]
+        whole = [i for i in range(len(images)) if i not in windowed]
         # Images of one padded size run together, so no image is padded for another's sake.
-        for indices in self._groups_by_padded_size(images):
+        for group in self._groups_by_padded_size([images[i] for i in whole]):
+            indices = [whole[g] for g in group]
             image_list = self._preprocess([images[i] for i in indices])
             with autocast_context(self.device.type, self.inference_dtype):
                 output = self._predict(image_list.tensor, vocabulary)[-1]
             for j, i in enumerate(indices):
-                height = batched_inputs[i].get("height", images[i].shape[-2])
-                width = batched_inputs[i].get("width", images[i].shape[-1])
-                results[i] = {"sem_seg": self._semantic_inference(
-                    output["pred_logits"][j], output["pred_masks"][j],
-                    image_list.tensor.shape[-2:], image_list.image_sizes[j], (height, width))}
+                results[i] = self._image_result(
+                    batched_inputs[i], output["pred_logits"][j], output["pred_masks"][j],
+                    image_list.tensor.shape[-2:], image_list.image_sizes[j],
+                    self._output_size(batched_inputs[i], images[i]))
+        for i in windowed:
+            results[i] = self._sliding_window_result(batched_inputs[i], images[i], vocabulary)
         return results
 
     def _predict(self, images: torch.Tensor, vocabulary: Sequence[str]) -> List[Dict[str, torch.Tensor]]:
@@ -213,15 +238,90 @@ class SAN(nn.Module):
 
     def _semantic_inference(self, logits: torch.Tensor, masks: torch.Tensor,
                             padded_size: Tuple[int, int], image_size: Tuple[int, int],
-                            output_size: Tuple[int, int]) -> torch.Tensor:
-        """(Q, K + 1) logits and (Q, hs, ws) mask logits -> (K, height, width) scores."""
-        class_probs = logits.float().softmax(-1)[:, :-1]
+                            output_size: Tuple[int, int], with_background: bool = False
+                            ) -> torch.Tensor:
+        """(Q, K + 1) logits and (Q, hs, ws) mask logits -> (K, height, width) scores, or
+        (K + 1, height, width) with the "no object" mass last."""
+        class_probs = logits.float().softmax(-1)
+        class_probs = class_probs if with_background else class_probs[:, :-1]
         if self.sem_seg_postprocess_before_inference:
             return semantic_scores(class_probs, masks.float(), padded_size, image_size,
                                    output_size)
         scores = semantic_scores(class_probs, masks.float(), padded_size, padded_size,
                                  padded_size)
         return sem_seg_postprocess(scores, image_size, *output_size)
+
+    def _image_result(self, record: Dict, logits: torch.Tensor, masks: torch.Tensor,
+                      padded_size: Tuple[int, int], image_size: Tuple[int, int],
+                      output_size: Tuple[int, int]) -> Dict[str, torch.Tensor]:
+        """``sem_seg``; ``background`` and ``unknown`` when asked or configured;
+        ``proposal_masks`` (Q, H, W) and ``proposal_classes`` (Q, K + 1) when asked."""
+        with_background = self._wants_background(record)
+        scores = self._semantic_inference(logits, masks, padded_size, image_size, output_size,
+                                          with_background)
+        result = self._split_scores(record, scores, with_background)
+        if record.get("proposals", False):
+            result["proposal_classes"] = logits.float().softmax(-1)
+            result["proposal_masks"] = mask_probabilities(masks.float(), padded_size, image_size,
+                                                          output_size)
+        return result
+
+    def _split_scores(self, record: Dict, scores: torch.Tensor,
+                      with_background: bool) -> Dict[str, torch.Tensor]:
+        if not with_background:
+            return {"sem_seg": scores}
+        result = {"sem_seg": scores[:-1], "background": scores[-1]}
+        threshold, if_background = self._rejection(record)
+        if threshold > 0 or if_background:
+            result["unknown"] = rejected_pixels(result["sem_seg"], result["background"],
+                                                threshold=threshold, if_background=if_background)
+        return result
+
+    def _rejection(self, record: Dict) -> Tuple[float, bool]:
+        """(threshold, if_background) of a record: its own keys, else the config's."""
+        return (float(record.get("unknown_threshold", self.unknown_threshold)),
+                bool(record.get("unknown_if_background", self.unknown_if_background)))
+
+    def _wants_background(self, record: Dict) -> bool:
+        threshold, if_background = self._rejection(record)
+        return bool(record.get("background", False)) or threshold > 0 or if_background
+
+    # ------------------------------------------------------------------------------------------
+    def _needs_windows(self, image: torch.Tensor) -> bool:
+        window = self.sliding_window[0]
+        return window > 0 and max(image.shape[-2:]) > window
+
+    def _sliding_window_result(self, record: Dict, image: torch.Tensor,
+                               vocabulary) -> Dict[str, torch.Tensor]:
+        """Scores of overlapping windows, averaged where they overlap, then resized to the
+        output size: memory for the networks grows with the window, not with the image."""
+        if record.get("proposals", False):
+            raise ValueError("Mask proposals are per window under MODEL.SAN.SLIDING_WINDOW: ask "
+                             "for them on images that fit one window.")
+        with_background = self._wants_background(record)
+        normalized = (image.float() - self.pixel_mean) / self.pixel_std
+        height, width = image.shape[-2:]
+        total, count = None, torch.zeros(height, width, device=self.device)
+        for top, left, bottom, right in window_boxes(height, width, *self.sliding_window):
+            window = ImageList.from_tensors([normalized[:, top:bottom, left:right]],
+                                            self.size_divisibility)
+            with autocast_context(self.device.type, self.inference_dtype):
+                output = self._predict(window.tensor, vocabulary)[-1]
+            size = window.image_sizes[0]
+            scores = self._semantic_inference(output["pred_logits"][0], output["pred_masks"][0],
+                                              window.tensor.shape[-2:], size, size,
+                                              with_background)
+            if total is None:
+                total = scores.new_zeros((scores.shape[0], height, width))
+            total[:, top:bottom, left:right] += scores
+            count[top:bottom, left:right] += 1
+        scores = sem_seg_postprocess(total / count, (height, width),
+                                     *self._output_size(record, image))
+        return self._split_scores(record, scores, with_background)
+
+    @staticmethod
+    def _output_size(record: Dict, image: torch.Tensor) -> Tuple[int, int]:
+        return record.get("height", image.shape[-2]), record.get("width", image.shape[-1])
 
     # ------------------------------------------------------------------------------------------
     def _checked_image(self, record: Dict, index: int) -> torch.Tensor:
