@@ -38,7 +38,19 @@ CONSOLE_SCRIPTS = [
     "san-benchmark = san_d2_tools.benchmark:main",
     "san-visualize-predictions = san_d2_tools.visualize_predictions:main",
     "san-convert-checkpoint = san_d2_tools.convert_checkpoint:main",
+    "san-export-onnx = san_d2_tools.export_onnx:main",
+    "san-app = san_d2_tools.app:main",
 ]
+
+# The web app (san-app), and what its browser test drives the page with.
+APP_REQUIRES = ["gradio>=5"]
+BROWSER_TEST_REQUIRES = ["playwright>=1.40"]
+
+# ONNX export (san-export-onnx) and the torch-free runtime (san_d2_runtime). The runtime's own
+# needs are numpy, Pillow and onnxruntime; OpenCV only for exports with mmseg's test resize
+# (opencv-python, as above, so that the two OpenCV wheels never land in one environment).
+RUNTIME_REQUIRES = ["onnxruntime>=1.17", "numpy", "Pillow>=9.1", "opencv-python>=4.5"]
+EXPORT_REQUIRES = ["onnx>=1.16", "onnxscript>=0.2", "onnxruntime>=1.17"]
 
 setup(
     name="san_d2",
@@ -49,7 +61,9 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.9",
-    packages=find_packages(include=["san_d2", "san_d2.*"]) + ["san_d2_tools"],
+    # san_d2_runtime is a top-level package, not san_d2.runtime: importing it must not run
+    # san_d2/__init__.py, which imports torch and detectron2.
+    packages=find_packages(include=["san_d2", "san_d2.*"]) + ["san_d2_runtime", "san_d2_tools"],
     package_dir={"san_d2_tools": "tools"},
     package_data={
         "san_d2.data.reference": ["*.json", "labelsets/*.json"],
@@ -57,6 +71,12 @@ setup(
         "san_d2.modeling.clip_configs": ["*.json"],
     },
     install_requires=INSTALL_REQUIRES,
-    extras_require={"test": ["pytest>=7"]},
+    extras_require={
+        # The tests exercise the export and the runtime, so CI installs what they need.
+        "test": ["pytest>=7", *EXPORT_REQUIRES, *APP_REQUIRES, *BROWSER_TEST_REQUIRES],
+        "export": EXPORT_REQUIRES,
+        "runtime": RUNTIME_REQUIRES,
+        "app": APP_REQUIRES,
+    },
     entry_points={"console_scripts": CONSOLE_SCRIPTS},
 )

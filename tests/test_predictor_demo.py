@@ -37,13 +37,13 @@ def test_image_inputs_are_normalised(tmp_path):
 
 def test_bad_images_fail_clearly(tmp_path):
     (tmp_path / "broken.jpg").write_text("not an image")
-    with pytest.raises(ValueError, match="Cannot read .*broken.jpg"):
+    with pytest.raises(ValueError, match="broken.jpg cannot be read as an image"):
         load_rgb_image(str(tmp_path / "broken.jpg"))
     with pytest.raises(FileNotFoundError, match="No image file"):
         load_rgb_image(str(tmp_path / "missing.jpg"))
     with pytest.raises(ValueError, match="uint8"):
         load_rgb_image(np.zeros((4, 4, 3), np.float32))
-    with pytest.raises(TypeError, match="Unsupported image type"):
+    with pytest.raises(TypeError, match="Cannot segment a int"):
         load_rgb_image(42)
 
 
@@ -86,7 +86,8 @@ def test_demo_writes_a_drawing_per_image(tmp_path, capsys):
     assert code == 0
     drawings = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert drawings == ["a.png", "b.png"]
-    assert Image.open(tmp_path / "out" / "a.png").size == (60, 40)
+    # Small pictures are drawn scaled up (by a whole factor) so that class names can be read.
+    assert Image.open(tmp_path / "out" / "a.png").size == (60 * 9, 40 * 9)
     assert "a.jpg:" in capsys.readouterr().out
 
 
@@ -131,4 +132,79 @@ def test_prediction_viewer_draws_ground_truth_and_prediction(tmp_path):
     assert viewer_main(["--predictions", str(path), "--dataset", val,
                         "--output", str(tmp_path / "vis")]) == 0
     assert len(list((tmp_path / "vis").glob("*.png"))) == 2
-    assert Image.open(next((tmp_path / "vis").glob("*.png"))).size == (128, 64)
+    assert Image.open(next((tmp_path / "vis").glob("*.png"))).size == (2 * 512, 512)
+
+
+def _video(path, frames=10, size=(48, 64)):
+    import cv2
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 5.0, size[::-1])
+    rng = np.random.default_rng(0)
+    for _ in range(frames):
+        writer.write(rng.integers(0, 256, (*size, 3), dtype=np.uint8))
+    writer.release()
+
+
+def test_demo_segments_a_video_frame_by_frame(tmp_path, capsys):
+    import cv2
+
+    _video(tmp_path / "clip.mp4")
+    assert demo_main(["--config-file", str(TINY_CONFIG), "--video-input", str(tmp_path / "clip.mp4"),
+                      "--vocabulary", "cat,dog", "--output", str(tmp_path / "out"), "--legend",
+                      "--opts", "MODEL.DEVICE", "cpu"]) == 0
+    capture = cv2.VideoCapture(str(tmp_path / "out" / "clip.mp4"))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    assert len(frames) == 10 and frames[0].shape[1] == 64 * 8  # drawn scaled up, one size
+    assert frames[0].shape[0] > 48 * 8  # with the legend below
+    assert not list((tmp_path / "out").glob(".*"))  # written under a temporary name, renamed
+
+
+def test_webcam_without_display_or_camera_says_so(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert demo_main(["--config-file", str(TINY_CONFIG), "--webcam", "--vocabulary", "cat"]) == 1
+    assert "there is no display here" in capsys.readouterr().err
+    monkeypatch.setenv("DISPLAY", ":99")
+    assert demo_main(["--config-file", str(TINY_CONFIG), "--webcam", "--vocabulary", "cat"]) == 1
+    assert "No camera 0" in capsys.readouterr().err
+
+
+def _text_boxes(output):
+    output.canvas.draw()
+    renderer, to_data = output.canvas.get_renderer(), output.ax.transData.inverted()
+    boxes = []
+    for text in output.ax.texts:
+        box = text.get_bbox_patch().get_window_extent(renderer)
+        (x0, y0), (x1, y1) = to_data.transform([[box.x0, box.y0], [box.x1, box.y1]])
+        boxes.append((min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)))
+    return boxes
+
+
+def test_class_names_stay_inside_the_picture():
+    from detectron2.utils.visualizer import Visualizer
+
+    from san_d2.utils.visualization import _keep_labels_inside, drawing_metadata
+
+    image = np.full((300, 400, 3), 90, np.uint8)
+    label = np.zeros((300, 400), np.int64)
+    label[:, 385:] = 1  # a thin strip at the right border with a long name
+    label[290:, :150] = 2  # and one at the bottom
+    metadata = drawing_metadata(["wall", "a long class name at the border", "floor at the bottom"])
+    output = Visualizer(image, metadata).draw_sem_seg(label)
+    assert any(right > 400 for _, _, right, _ in _text_boxes(output))  # detectron2 cuts it
+    _keep_labels_inside(output)
+    for left, top, right, bottom in _text_boxes(output):
+        assert left >= -0.5 and top >= -0.5 and right <= 400.5 and bottom <= 300.5
+
+
+def test_colours_follow_the_class_name():
+    from san_d2.utils.visualization import class_colors
+
+    assert class_colors(["sky", "car"])[0] == class_colors(["car", "tree", "sky"])[2]
+    colors = class_colors([f"class {i}" for i in range(60)])
+    assert len(set(colors)) == 60  # one vocabulary never shares a colour (palette of 74)

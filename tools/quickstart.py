@@ -60,7 +60,7 @@ def segment_with_typed_vocabulary(cfg, dataset_name: str, output: str, count: in
         image = load_rgb_image(record["file_name"])
         result = predictor.predict(image, vocabulary)
         path = os.path.join(output, Path(record["file_name"]).stem + ".png")
-        save_image(draw_segmentation(image, result.class_map, vocabulary), path)
+        save_image(draw_segmentation(image, result.class_map, vocabulary, legend=True), path)
         logger.info(f"{Path(record['file_name']).name}: {result.describe()}")
 
 

@@ -10,7 +10,8 @@ from importlib import resources
 from pathlib import Path
 from typing import List
 
-__all__ = ["CONFIG_ROOT", "list_configs", "get_config_file", "resolve_config_file"]
+__all__ = ["CONFIG_ROOT", "list_configs", "get_config_file", "resolve_config_file",
+           "shipped_config_ending"]
 
 CONFIG_ROOT = Path(str(resources.files(__name__).joinpath("configs")))
 _CHECKOUT_PREFIX = "configs/"
@@ -49,3 +50,13 @@ def resolve_config_file(config_file: str) -> str:
         raise FileNotFoundError(
             f"Config file {config_file} not found: give the path of a YAML file or the name of "
             f"one of san_d2's configs ({', '.join(list_configs())}).") from None
+
+
+def shipped_config_ending(path: str) -> str:
+    """The shipped config whose name ``path`` ends with (e.g. a ``_BASE_`` resolved beside a
+    config of your own: ``my/configs/san_clip_vit_res4_coco.yaml``), or "" if none does."""
+    normalized = "/" + path.replace(os.sep, "/")
+    for name in sorted(list_configs(), key=len, reverse=True):
+        if normalized.endswith("/" + name):
+            return get_config_file(name)
+    return ""

@@ -28,9 +28,10 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 def _expected_errors():
     from ..checkpoint import CheckpointError
     from ..modeling.clip_loader import CLIPWeightsError
+    from .video import VideoError
 
     # KeyError: detectron2's "Non-existent config key"; OSError: files, folders, disk.
-    return (ValueError, KeyError, OSError, CheckpointError, CLIPWeightsError)
+    return (ValueError, KeyError, OSError, CheckpointError, CLIPWeightsError, VideoError)
 
 
 EXPECTED_ERRORS = _expected_errors()

@@ -5,7 +5,7 @@ import os
 import tempfile
 from typing import IO, Iterator
 
-__all__ = ["atomic_write"]
+__all__ = ["atomic_write", "atomic_path"]
 
 
 @contextlib.contextmanager
@@ -33,6 +33,26 @@ def atomic_write(path: os.PathLike, mode: str = "wb",
             yield f
             f.flush()
             os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_path(path: os.PathLike) -> Iterator[str]:
+    """A temporary path beside ``path`` for writers that want a file name (e.g. OpenCV's
+    VideoWriter); renamed to ``path`` when the block succeeds, else removed. The temporary
+    name keeps the suffix, which such writers read the format from."""
+    path = os.fspath(path)
+    folder = os.path.dirname(path) or "."
+    os.makedirs(folder, exist_ok=True)
+    base, suffix = os.path.splitext(os.path.basename(path))
+    handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{base}.", suffix=f".tmp{suffix}")
+    os.close(handle)
+    try:
+        yield temporary
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -1,124 +1,182 @@
 """Drawing label maps with detectron2's Visualizer: demo overlays and prediction viewers."""
-import contextlib
-import functools
+import hashlib
 import json
-import logging
+import math
 import os
-import shutil
-import subprocess
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
+import cv2
 import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.catalog import Metadata
 from detectron2.utils.colormap import colormap
 from detectron2.utils.visualizer import Visualizer
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from ..evaluation.predictions import predictions_to_label_maps
+from .fonts import font_file_for_names, fonts_for_names
 from .io import atomic_write
 
-logger = logging.getLogger(__name__)
+__all__ = ["READABLE_SIDE", "UNKNOWN_NAME", "class_colors", "drawing_metadata", "readable_scale",
+           "draw_label_map", "draw_segmentation", "draw_proposals", "draw_side_by_side",
+           "add_legend", "save_image", "draw_saved_predictions"]
 
-__all__ = ["drawing_metadata", "fonts_for_names", "draw_label_map", "draw_segmentation", "draw_side_by_side",
-           "save_image", "draw_saved_predictions"]
+
+# Drawings of pictures smaller than this (longest side, pixels) are scaled up to it first, so
+# that class names can be read.
+READABLE_SIDE = 512
+_PALETTE = list(dict.fromkeys(tuple(int(c) for c in rgb) for rgb in colormap(rgb=True, maximum=255)))
+
+
+def class_colors(class_names: Sequence[str]) -> List[Tuple[int, int, int]]:
+    """A colour per class name, the same in every drawing and run: the palette entry a hash
+    of the name picks (the next free one when two names of one vocabulary pick the same;
+    beyond the palette's 70 colours, one made from the hash)."""
+    taken, colors = set(), []
+    for name in class_names:
+        digest = hashlib.sha1(name.encode()).digest()
+        index = int.from_bytes(digest[:8], "big") % len(_PALETTE)
+        for _ in range(len(_PALETTE)):
+            if index not in taken:
+                break
+            index = (index + 1) % len(_PALETTE)
+        if index in taken:
+            colors.append((64 + digest[8] % 192, 64 + digest[9] % 192, 64 + digest[10] % 192))
+            continue
+        taken.add(index)
+        colors.append(_PALETTE[index])
+    return colors
 
 
 def drawing_metadata(class_names: Sequence[str]) -> Metadata:
-    """Metadata with fixed colours per class, so every drawing colours a class alike."""
-    palette = colormap(rgb=True, maximum=255)
-    colors = [tuple(int(c) for c in palette[i % len(palette)]) for i in range(len(class_names))]
-    return Metadata(name="san_d2_drawing", stuff_classes=list(class_names), stuff_colors=colors)
+    """Metadata with :func:`class_colors`, so every drawing colours a class alike."""
+    return Metadata(name="san_d2_drawing", stuff_classes=list(class_names),
+                    stuff_colors=class_colors(class_names))
 
 
-@functools.lru_cache(maxsize=None)
-def _charmap(font_file: str) -> frozenset:
-    from matplotlib.ft2font import FT2Font
-
-    try:
-        return frozenset(FT2Font(font_file).get_charmap())
-    except (OSError, RuntimeError):
-        return frozenset()
+def readable_scale(height: int, width: int) -> int:
+    """The integer factor that brings a small picture's longest side to READABLE_SIDE."""
+    return max(1, math.ceil(READABLE_SIDE / max(height, width)))
 
 
-def _default_font_file() -> str:
-    from matplotlib import font_manager
-
-    return font_manager.findfont(font_manager.FontProperties(family=["sans-serif"]))
-
-
-@functools.lru_cache(maxsize=None)
-def _font_file_for(char: str) -> Optional[str]:
-    """An installed font with a glyph for ``char``: one matplotlib knows, else one fontconfig
-    finds (fonts installed after matplotlib built its font list)."""
-    from matplotlib import font_manager
-
-    code = ord(char)
-    for entry in font_manager.fontManager.ttflist:
-        # matplotlib's "Last Resort" font maps every character to a box.
-        if "LastResort" not in entry.fname and code in _charmap(entry.fname):
-            return entry.fname
-    if shutil.which("fc-list"):
-        found = subprocess.run(["fc-list", f":charset={code:x}", "file"], capture_output=True,
-                               text=True, timeout=30).stdout.split()
-        for font_file in (f.rstrip(":") for f in found):
-            if code in _charmap(font_file):
-                font_manager.fontManager.addfont(font_file)
-                return font_file
-    return None
+def _upscaled(image: np.ndarray, label_map: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    scale = readable_scale(*label_map.shape)
+    if scale == 1:
+        return image, label_map
+    size = (label_map.shape[1] * scale, label_map.shape[0] * scale)
+    return (cv2.resize(image, size, interpolation=cv2.INTER_LINEAR),
+            cv2.resize(label_map, size, interpolation=cv2.INTER_NEAREST))
 
 
-@contextlib.contextmanager
-def fonts_for_names(names: Sequence[str]) -> Iterator[None]:
-    """Draws text (within the block) with a font that has the glyphs of ``names``:
-    matplotlib's default font lacks CJK and many other scripts, which it draws as boxes. Warns
-    once for characters that no installed font has."""
-    from matplotlib import font_manager, rc_context, rcParams
-
-    covered = _charmap(_default_font_file())
-    missing = {c for name in names for c in name
-               if c.isprintable() and not c.isspace() and ord(c) not in covered}
-    if not missing:
-        yield
-        return
-    candidates = {f for f in map(_font_file_for, sorted(missing)) if f is not None}
-    # Detectron2's Visualizer asks for the generic "sans-serif", which matplotlib resolves to
-    # the first installed family of rcParams["font.sans-serif"]: put the best font first.
-    best = max(candidates, key=lambda f: len(missing & {chr(c) for c in _charmap(f)}),
-               default=None)
-    lacking = missing - ({chr(c) for c in _charmap(best)} if best else set())
-    if lacking:
-        _warn_missing_glyphs("".join(sorted(lacking)))
-    if best is None:
-        yield
-        return
-    family = font_manager.FontProperties(fname=best).get_name()
-    with rc_context({"font.sans-serif": [family, *rcParams["font.sans-serif"]]}):
-        yield
-
-
-@functools.lru_cache(maxsize=None)
-def _warn_missing_glyphs(chars: str) -> None:
-    logger.warning(f"No installed font has glyphs for {chars!r}: those class names are drawn as "
-                   "boxes. Install a font that has them (e.g. Debian's fonts-noto-cjk or "
-                   "fonts-wqy-microhei for Chinese, Japanese and Korean).")
+def _keep_labels_inside(output) -> None:
+    """Moves the class names a Visualizer drew so that each lies wholly inside the image."""
+    output.canvas.draw()  # lays the text boxes out, so that their extents are known
+    renderer = output.canvas.get_renderer()
+    to_data = output.ax.transData.inverted()
+    for text in output.ax.texts:
+        box = text.get_bbox_patch().get_window_extent(renderer) if text.get_bbox_patch() \
+            else text.get_window_extent(renderer)
+        (x0, y0), (x1, y1) = to_data.transform([[box.x0, box.y0], [box.x1, box.y1]])
+        left, right, top, bottom = min(x0, x1), max(x0, x1), min(y0, y1), max(y0, y1)
+        dx = max(-left, 0.0) + min(output.width - right, 0.0)
+        dy = max(-top, 0.0) + min(output.height - bottom, 0.0)
+        if dx or dy:
+            x, y = text.get_position()
+            text.set_position((x + dx, y + dy))
 
 
 def draw_label_map(image: np.ndarray, label_map: np.ndarray, metadata: Metadata,
                    alpha: float = 0.5) -> np.ndarray:
-    """(H, W, 3) RGB overlay of a (H, W) label map; values outside the classes stay undrawn."""
+    """RGB overlay of a (H, W) label map with the class names, which stay inside the picture;
+    values outside the classes stay undrawn. Small pictures are drawn scaled up (see
+    :func:`readable_scale`)."""
+    image, label_map = _upscaled(image, label_map.astype(np.int32))
     num_classes = len(metadata.stuff_classes)
     shown = np.where((label_map >= 0) & (label_map < num_classes), label_map, num_classes)
     with fonts_for_names(metadata.stuff_classes):
-        return Visualizer(image, metadata).draw_sem_seg(shown, alpha=alpha).get_image()
+        output = Visualizer(image, metadata).draw_sem_seg(shown, alpha=alpha)
+        _keep_labels_inside(output)
+        return output.get_image()
+
+
+def add_legend(drawing: np.ndarray, names: Sequence[str], colors: Sequence[Tuple[int, int, int]],
+               shares: Optional[Sequence[float]] = None) -> np.ndarray:
+    """The drawing with a strip below it: a swatch and the name (and pixel share) per class."""
+    height, width = drawing.shape[:2]
+    size = max(12, width // 40)
+    font = ImageFont.truetype(font_file_for_names(names), size)
+    entries = [f"{name} {100 * share:.1f}%" if shares is not None else name
+               for name, share in zip(names, shares if shares is not None else names)]
+    gap, swatch = size, size
+    lines, line, x = [], [], gap
+    for entry in entries:
+        entry_width = swatch + gap // 2 + int(font.getlength(entry)) + gap
+        if line and x + entry_width > width:
+            lines.append(line)
+            line, x = [], gap
+        line.append(entry)
+        x += entry_width
+    lines.append(line)
+    strip = Image.new("RGB", (width, (len(lines) * 2 + 1) * size // 1 + gap), (255, 255, 255))
+    draw = ImageDraw.Draw(strip)
+    index = 0
+    for row, line in enumerate(lines):
+        x, y = gap, gap + row * 2 * size
+        for entry in line:
+            draw.rectangle([x, y, x + swatch, y + swatch], fill=tuple(colors[index]),
+                           outline=(0, 0, 0))
+            draw.text((x + swatch + gap // 2, y), entry, fill=(0, 0, 0), font=font)
+            x += swatch + gap // 2 + int(font.getlength(entry)) + gap
+            index += 1
+    return np.concatenate([drawing, np.asarray(strip)], axis=0)
+
+
+UNKNOWN_NAME = "unknown"
+UNKNOWN_COLOR = (128, 128, 128)
 
 
 def draw_segmentation(image: np.ndarray, class_map: np.ndarray, names: Sequence[str],
-                      num_drawn: Optional[int] = None) -> np.ndarray:
-    """Overlay of ``class_map`` (indices into ``names``) with the class names; classes from
-    ``num_drawn`` on (a vocabulary expansion) stay undrawn."""
-    return draw_label_map(image, class_map, drawing_metadata(names[:num_drawn]))
+                      num_drawn: Optional[int] = None, legend: bool = False) -> np.ndarray:
+    """Overlay of ``class_map`` (indices into ``names``, -1 for pixels rejected as none of
+    them) with the class names: unknown pixels in grey as "unknown", classes from
+    ``num_drawn`` on (a vocabulary expansion) undrawn. ``legend`` adds a strip with the
+    classes present and their pixel shares."""
+    drawn = list(names[:num_drawn])
+    metadata = drawing_metadata(drawn)
+    if (class_map < 0).any():
+        metadata = Metadata(name="san_d2_drawing", stuff_classes=[*drawn, UNKNOWN_NAME],
+                            stuff_colors=[*metadata.stuff_colors, UNKNOWN_COLOR])
+        class_map = np.where(class_map < 0, len(drawn), np.where(class_map >= len(drawn),
+                                                                    len(drawn) + 1, class_map))
+    drawing = draw_label_map(image, class_map, metadata)
+    if not legend:
+        return drawing
+    counts = np.bincount(class_map.ravel().clip(0), minlength=len(metadata.stuff_classes) + 2)
+    present = [i for i in np.argsort(-counts[:len(metadata.stuff_classes)], kind="stable")
+               if counts[i]]
+    return add_legend(drawing, [metadata.stuff_classes[i] for i in present],
+                      [metadata.stuff_colors[i] for i in present],
+                      [counts[i] / class_map.size for i in present])
+
+
+def draw_proposals(image: np.ndarray, masks: np.ndarray, labels: Sequence[str],
+                   alpha: float = 0.4) -> np.ndarray:
+    """Overlay of binary masks (N, H, W), each in its own colour with its label (scaled up
+    like :func:`draw_label_map`)."""
+    scale = readable_scale(*image.shape[:2])
+    if scale > 1:
+        image, _ = _upscaled(image, np.zeros(image.shape[:2], np.int32))
+        masks = [cv2.resize(m.astype(np.uint8), image.shape[1::-1], interpolation=cv2.INTER_NEAREST)
+                 for m in masks]
+    visualizer = Visualizer(image, Metadata(name="san_d2_proposals"))
+    with fonts_for_names(labels):
+        for i, (mask, label) in enumerate(zip(masks, labels)):
+            color = tuple(c / 255 for c in _PALETTE[i % len(_PALETTE)])
+            visualizer.draw_binary_mask(np.asarray(mask, np.uint8), color=color, text=label,
+                                        alpha=alpha)
+        _keep_labels_inside(visualizer.output)
+        return visualizer.output.get_image()
 
 
 def draw_side_by_side(image: np.ndarray, ground_truth: np.ndarray, prediction: np.ndarray,
