@@ -61,6 +61,7 @@ class ClipVisualFeatureExtractor(nn.Module):
         self.grid_size = tuple(visual.grid_size)
         self.patch_size = self.conv1.kernel_size[0]
         self.num_heads = self.resblocks[0].attn.num_heads
+        self._resized_positions = {}
         freeze_except(self, frozen_exclude)
 
     def forward(self, images: torch.Tensor) -> List[ClipFeature]:
@@ -75,14 +76,27 @@ class ClipVisualFeatureExtractor(nn.Module):
         x = x.flatten(2).transpose(1, 2)
         cls = self.class_embedding.to(x.dtype).expand(batch, 1, width)
         x = torch.cat([cls, x], dim=1)
-        pos = resize_grid_pos_embed(self.positional_embedding, self.grid_size, (h, w), 1)
-        x = self.ln_pre(x + pos.to(x.dtype))
+        x = self.ln_pre(x + self._positional_embedding((h, w)).to(x.dtype))
 
         features = [self._to_feature(x, h, w)]
         for block in self.resblocks:
             x = block(x)
             features.append(self._to_feature(x, h, w))
         return features
+
+    def _positional_embedding(self, grid: Tuple[int, int]) -> torch.Tensor:
+        """(1 + h * w, D) positional embedding for an h x w grid. Without autograd the resized
+        embedding is kept per grid (it changes only with the weights): its bicubic resize
+        costs a few ms per image."""
+        if torch.is_grad_enabled():
+            return resize_grid_pos_embed(self.positional_embedding, self.grid_size, grid, 1)
+        weights = self.positional_embedding
+        key = (grid, weights.device, weights.dtype, weights._version, weights.data_ptr())
+        if key not in self._resized_positions:
+            if len(self._resized_positions) >= 8:  # a few MB each: keep the latest grids
+                self._resized_positions.clear()
+            self._resized_positions[key] = resize_grid_pos_embed(weights, self.grid_size, grid, 1)
+        return self._resized_positions[key]
 
     @staticmethod
     def _to_feature(tokens: torch.Tensor, h: int, w: int) -> ClipFeature:

