@@ -14,6 +14,8 @@ from typing import Optional, Tuple
 
 import torch
 
+from ..utils.memory import empty_for_writing
+
 __all__ = [
     "bilinear_resize_matrix",
     "resize_crop_resize_matrix",
@@ -83,7 +85,7 @@ def combine_masks_and_classes(class_probs: torch.Tensor, mask_logits: torch.Tens
     rows_resized = torch.matmul(row_matrix.to(dtype), mask_logits.to(dtype))  # (Q, H, w)
     col_matrix_t = col_matrix.to(dtype).T.contiguous()  # (w, W)
     weights = class_probs.T.contiguous()  # (K, Q)
-    scores = torch.empty(classes, height * width, dtype=dtype, device=class_probs.device)
+    scores = empty_for_writing((classes, height * width), dtype=dtype, device=class_probs.device)
     for top in range(0, height, band_rows):
         bottom = min(top + band_rows, height)
         band = rows_resized[:, top:bottom].reshape(-1, rows_resized.shape[-1]) @ col_matrix_t
