@@ -86,6 +86,30 @@ def _keep_labels_inside(output) -> None:
             text.set_position((x + dx, y + dy))
 
 
+def _remove_picture(output) -> None:
+    """Leaves a Visualizer's figure with only what is drawn over the picture. matplotlib
+    renders a large picture through float copies of it (2.5 GB for a 6000 x 4000 photo);
+    :func:`_over_picture` lays the transparent drawing over the picture instead."""
+    for picture in list(output.ax.images):
+        picture.remove()
+
+
+def _over_picture(output, picture: np.ndarray, band_rows: int = 256) -> np.ndarray:
+    """(H, W, 3) uint8: the figure's drawing (straight RGBA, transparent where nothing is
+    drawn) composited over ``picture`` with its alpha, in bands of rows."""
+    output.canvas.draw()
+    drawing = np.asarray(output.canvas.buffer_rgba())
+    if drawing.shape[:2] != picture.shape[:2]:
+        raise ValueError(f"Drawing of {drawing.shape[:2]} for a picture of {picture.shape[:2]}.")
+    result = np.empty(picture.shape, np.uint8)
+    for top in range(0, picture.shape[0], band_rows):
+        rows = slice(top, top + band_rows)
+        alpha = drawing[rows, :, 3:].astype(np.uint16)
+        blended = drawing[rows, :, :3] * alpha + picture[rows] * (255 - alpha) + 127
+        result[rows] = blended // 255
+    return result
+
+
 def draw_label_map(image: np.ndarray, label_map: np.ndarray, metadata: Metadata,
                    alpha: float = 0.5) -> np.ndarray:
     """RGB overlay of a (H, W) label map with the class names, which stay inside the picture;
@@ -95,9 +119,11 @@ def draw_label_map(image: np.ndarray, label_map: np.ndarray, metadata: Metadata,
     num_classes = len(metadata.stuff_classes)
     shown = np.where((label_map >= 0) & (label_map < num_classes), label_map, num_classes)
     with fonts_for_names(metadata.stuff_classes):
-        output = Visualizer(image, metadata).draw_sem_seg(shown, alpha=alpha)
+        visualizer = Visualizer(image, metadata)
+        _remove_picture(visualizer.output)
+        output = visualizer.draw_sem_seg(shown, alpha=alpha)
         _keep_labels_inside(output)
-        return output.get_image()
+        return _over_picture(output, image)
 
 
 def add_legend(drawing: np.ndarray, names: Sequence[str], colors: Sequence[Tuple[int, int, int]],
@@ -170,13 +196,14 @@ def draw_proposals(image: np.ndarray, masks: np.ndarray, labels: Sequence[str],
         masks = [cv2.resize(m.astype(np.uint8), image.shape[1::-1], interpolation=cv2.INTER_NEAREST)
                  for m in masks]
     visualizer = Visualizer(image, Metadata(name="san_d2_proposals"))
+    _remove_picture(visualizer.output)
     with fonts_for_names(labels):
         for i, (mask, label) in enumerate(zip(masks, labels)):
             color = tuple(c / 255 for c in _PALETTE[i % len(_PALETTE)])
             visualizer.draw_binary_mask(np.asarray(mask, np.uint8), color=color, text=label,
                                         alpha=alpha)
         _keep_labels_inside(visualizer.output)
-        return visualizer.output.get_image()
+        return _over_picture(visualizer.output, image)
 
 
 def draw_side_by_side(image: np.ndarray, ground_truth: np.ndarray, prediction: np.ndarray,
