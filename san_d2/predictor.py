@@ -47,7 +47,7 @@ class SegmentationResult:
     Attributes:
         class_map: (H, W) int64 index into ``vocabulary`` per pixel; -1 where ``unknown``.
         scores: (K, H, W) float32 per-class scores (sums over proposals of class x mask
-            probabilities).
+            probabilities); None when not asked for (``predict(..., scores=False)``).
         vocabulary: the K class names (a class given as synonyms goes by its first name).
         unknown: (H, W) bool, pixels rejected as none of the classes, when rejection is on.
         background: (H, W) float32 "no object" mass, when rejection is on or it is asked for.
@@ -55,7 +55,7 @@ class SegmentationResult:
     """
 
     class_map: np.ndarray
-    scores: torch.Tensor
+    scores: Optional[torch.Tensor]
     vocabulary: Tuple[str, ...]
     unknown: Optional[np.ndarray] = None
     background: Optional[torch.Tensor] = None
@@ -121,7 +121,8 @@ class SANPredictor:
     def predict(self, image: Union[ImageInput, Sequence[ImageInput]], vocabulary: Sequence, *,
                 unknown_threshold: Optional[float] = None,
                 unknown_if_background: Optional[bool] = None,
-                proposals: bool = False) -> Union[SegmentationResult, List[SegmentationResult]]:
+                proposals: bool = False, scores: bool = True
+                ) -> Union[SegmentationResult, List[SegmentationResult]]:
         """Segments an image, or a list of images (of any sizes, one model call), into the
         classes of ``vocabulary``: names, or lists of synonyms (averaged into one class).
 
@@ -129,11 +130,14 @@ class SANPredictor:
             unknown_threshold, unknown_if_background: rejection of pixels that are none of the
                 classes (default: MODEL.SAN.UNKNOWN_THRESHOLD / UNKNOWN_IF_BACKGROUND).
             proposals: also return the mask proposals.
+            scores: also return the (K, H, W) per-class scores. Without them the labels are
+                computed in bands of rows, in memory that does not grow with K x H x W (the
+                same labels; what drawing a large photo with many classes needs).
         Returns:
             One result per image (a list for a list).
         """
         classes = check_vocabulary(vocabulary)
-        options = {"vocabulary": list(classes), "proposals": proposals}
+        options = {"vocabulary": list(classes), "proposals": proposals, "labels_only": not scores}
         if unknown_threshold is not None:
             options["unknown_threshold"] = unknown_threshold
         if unknown_if_background is not None:
@@ -155,8 +159,9 @@ class SANPredictor:
 
 
 def _result(output: Dict[str, torch.Tensor], names: Tuple[str, ...]) -> SegmentationResult:
-    scores = output["sem_seg"].cpu()
-    class_map = scores.argmax(0).numpy()
+    scores = output["sem_seg"].cpu() if "sem_seg" in output else None
+    labels = output["sem_seg_labels"].cpu() if scores is None else scores.argmax(0)
+    class_map = labels.numpy()
     unknown = output.get("unknown")
     if unknown is not None:
         unknown = unknown.cpu().numpy()

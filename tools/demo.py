@@ -109,7 +109,8 @@ def segment_all(predictor: SANPredictor, outputs, classes, num_user: int, args) 
             failures += unreadable
             results = predictor.predict(images, classes, unknown_threshold=args.unknown_threshold,
                                         unknown_if_background=args.unknown_if_background or None,
-                                        proposals=bool(args.proposals)) if images else []
+                                        proposals=bool(args.proposals), scores=False
+                                        ) if images else []
             for path, image, result in zip(paths, images, results):
                 out_path = outputs[path]
                 save_image(draw_segmentation(image, result.class_map, names, num_user,
@@ -137,7 +138,8 @@ def _frame_drawer(predictor: SANPredictor, classes, num_user: int, args):
 
     def draw(frame: np.ndarray) -> np.ndarray:
         result = predictor.predict(frame, classes, unknown_threshold=args.unknown_threshold,
-                                   unknown_if_background=args.unknown_if_background or None)
+                                   unknown_if_background=args.unknown_if_background or None,
+                                   scores=False)
         drawing = draw_segmentation(frame, result.class_map, names, num_user)
         return add_legend(drawing, names[:num_user], colors) if args.legend else drawing
 

@@ -58,7 +58,7 @@ def segment_with_typed_vocabulary(cfg, dataset_name: str, output: str, count: in
     vocabulary = list(MetadataCatalog.get(dataset_name).stuff_classes)
     for record in DatasetCatalog.get(dataset_name)[:count]:
         image = load_rgb_image(record["file_name"])
-        result = predictor.predict(image, vocabulary)
+        result = predictor.predict(image, vocabulary, scores=False)
         path = os.path.join(output, Path(record["file_name"]).stem + ".png")
         save_image(draw_segmentation(image, result.class_map, vocabulary, legend=True), path)
         logger.info(f"{Path(record['file_name']).name}: {result.describe()}")

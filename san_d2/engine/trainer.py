@@ -179,13 +179,16 @@ class Trainer(DefaultTrainer):
                               num_workers=cfg.DATALOADER.NUM_WORKERS)
 
     @classmethod
-    def build_test_loader(cls, cfg, dataset_name):
+    def build_test_loader(cls, cfg, dataset_name, labels_only: bool = False):
         """The dataset's records resized by INPUT.TEST_RESIZE, with DATASETS.CLASS_NAMES' names
-        as the vocabulary."""
+        as the vocabulary; with ``labels_only`` the model is asked for arg-max labels instead
+        of per-class scores (what :class:`SANSemSegEvaluator` needs, in far less memory)."""
         records = records_with_dataset_name([dataset_name])
         if cfg.DATASETS.CLASS_NAMES != "paper":
             vocabulary = list(dataset_class_names(dataset_name, cfg.DATASETS.CLASS_NAMES))
             records = [{**record, "vocabulary": vocabulary} for record in records]
+        if labels_only:
+            records = [{**record, "labels_only": True} for record in records]
         mapper = InferenceMapper(cfg, False, augmentations=[build_test_resize(cfg)])
         dataset = MapDataset(DatasetFromList(records, copy=False), mapper)
         return torch.utils.data.DataLoader(
@@ -224,7 +227,10 @@ class Trainer(DefaultTrainer):
         results = OrderedDict()
         for i, name in enumerate(cfg.DATASETS.TEST):
             evaluator = evaluators[i] if evaluators is not None else cls.build_evaluator(cfg, name)
-            results[name] = inference_on_dataset(model, cls.build_test_loader(cfg, name), evaluator)
+            # Other evaluators may read the scores; SAN's own needs only their arg-max.
+            labels_only = isinstance(evaluator, SANSemSegEvaluator)
+            loader = cls.build_test_loader(cfg, name, labels_only=labels_only)
+            results[name] = inference_on_dataset(model, loader, evaluator)
         if comm.is_main_process() and results:
             cls._report(cfg, results, file_name)
         return results

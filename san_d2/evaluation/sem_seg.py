@@ -25,16 +25,28 @@ class SANSemSegEvaluator(SemSegEvaluator):
             self._contiguous_id_to_dataset_id[self._unknown] = UNKNOWN_CATEGORY_ID
 
     def process(self, inputs, outputs):
-        super().process(inputs, [self._unknown_as_extra_class(output) for output in outputs])
+        """
+        Args:
+            outputs: per image ``sem_seg_labels`` ((H, W) class indices, what SAN gives for
+                ``labels_only`` inputs) or ``sem_seg`` ((K, H, W) scores); and optionally
+                ``unknown`` ((H, W) bool).
+        """
+        super().process(inputs, [{"sem_seg": _KnownArgMax(self._predicted_labels(output))}
+                                 for output in outputs])
 
-    def _unknown_as_extra_class(self, output):
-        """Scores with one more channel that wins (argmax) exactly at the unknown pixels."""
-        scores = output["sem_seg"]
+    def _predicted_labels(self, output) -> torch.Tensor:
+        """(H, W) int64 predicted classes on the CPU; ``unknown`` pixels get the extra class."""
+        if "sem_seg_labels" in output:
+            labels = output["sem_seg_labels"].to("cpu", torch.int64)
+        elif "sem_seg" in output:
+            labels = output["sem_seg"].argmax(dim=0).cpu()
+        else:
+            raise KeyError("SANSemSegEvaluator needs 'sem_seg_labels' or 'sem_seg' in the "
+                           f"model's outputs, got {sorted(output)}.")
         unknown = output.get("unknown")
-        if unknown is None:
-            unknown = torch.zeros(scores.shape[-2:], dtype=torch.bool)
-        extra = torch.where(unknown.to(scores.device), float("inf"), float("-inf"))
-        return {**output, "sem_seg": torch.cat([scores, extra[None].to(scores.dtype)])}
+        if unknown is not None:
+            labels = labels.masked_fill(unknown.cpu(), self._unknown)
+        return labels
 
     def encode_json_sem_seg(self, sem_seg: np.ndarray, input_file_name: str):
         entries = super().encode_json_sem_seg(sem_seg, input_file_name)
@@ -51,3 +63,16 @@ class SANSemSegEvaluator(SemSegEvaluator):
             for key in (f"IoU-{_UNKNOWN}", f"ACC-{_UNKNOWN}"):
                 metrics.pop(key, None)
         return results
+
+
+class _KnownArgMax:
+    """Stands in for (K, H, W) scores whose arg-max is known: all that detectron2's
+    ``SemSegEvaluator.process`` does with ``sem_seg`` is ``argmax(dim=0)``."""
+
+    def __init__(self, labels: torch.Tensor):
+        self.labels = labels
+
+    def argmax(self, dim: int) -> torch.Tensor:
+        if dim != 0:
+            raise ValueError(f"Only the arg-max over classes (dim 0) is known, not dim {dim}.")
+        return self.labels

@@ -9,10 +9,15 @@ the columns. Here the rows are resized once at low resolution, and the output is
 bands of rows: each band's masks are resized along the columns, passed through the sigmoid and
 multiplied with the class probabilities while they are still in cache. Same function; only the
 floating-point summation order differs (about 1e-7).
+
+When only the labels are needed (evaluation, drawing), :func:`semantic_labels` reduces each band
+to its arg-max: the (K, H, W) scores are never held, only one band of them.
 """
-from typing import Optional, Tuple
+from dataclasses import dataclass
+from typing import Iterator, Optional, Tuple
 
 import torch
+from detectron2.modeling.postprocessing import sem_seg_postprocess
 
 from ..utils.memory import empty_for_writing
 
@@ -20,7 +25,11 @@ __all__ = [
     "bilinear_resize_matrix",
     "resize_crop_resize_matrix",
     "combine_masks_and_classes",
+    "combined_labels",
+    "resized_labels",
+    "LabelMaps",
     "semantic_scores",
+    "semantic_labels",
     "mask_probabilities",
 ]
 
@@ -61,6 +70,26 @@ def resize_crop_resize_matrix(mask_size: int, padded_size: int, image_size: int,
     return matrix
 
 
+def _mask_bands(mask_logits: torch.Tensor, row_matrix: torch.Tensor, col_matrix: torch.Tensor,
+                dtype: torch.dtype, band_rows: Optional[int] = None
+                ) -> Iterator[Tuple[int, int, torch.Tensor]]:
+    """(top, bottom, (Q, (bottom - top) * W) mask probabilities) for bands of output rows.
+
+    The rows are resized once at low resolution; each band's columns are resized and passed
+    through the sigmoid while they are in cache. Band boundaries depend only on the shapes, so
+    every consumer of the bands sees the same floating-point values."""
+    queries, width = mask_logits.shape[0], col_matrix.shape[0]
+    if band_rows is None:
+        budget = _BAND_ELEMENTS.get(mask_logits.device.type, _BAND_ELEMENTS["cpu"])
+        band_rows = max(1, budget // (queries * width))
+    rows_resized = torch.matmul(row_matrix.to(dtype), mask_logits.to(dtype))  # (Q, H, w)
+    col_matrix_t = col_matrix.to(dtype).T.contiguous()  # (w, W)
+    for top in range(0, row_matrix.shape[0], band_rows):
+        bottom = min(top + band_rows, row_matrix.shape[0])
+        band = rows_resized[:, top:bottom].reshape(-1, rows_resized.shape[-1]) @ col_matrix_t
+        yield top, bottom, band.sigmoid_().view(queries, (bottom - top) * width)
+
+
 def combine_masks_and_classes(class_probs: torch.Tensor, mask_logits: torch.Tensor,
                               row_matrix: torch.Tensor, col_matrix: torch.Tensor,
                               band_rows: Optional[int] = None) -> torch.Tensor:
@@ -76,22 +105,84 @@ def combine_masks_and_classes(class_probs: torch.Tensor, mask_logits: torch.Tens
     Returns:
         (K, H, W) scores, in ``class_probs``' dtype.
     """
-    queries, classes = class_probs.shape
+    classes, dtype = class_probs.shape[1], class_probs.dtype
     height, width = row_matrix.shape[0], col_matrix.shape[0]
-    dtype = class_probs.dtype
-    if band_rows is None:
-        budget = _BAND_ELEMENTS.get(class_probs.device.type, _BAND_ELEMENTS["cpu"])
-        band_rows = max(1, budget // (queries * width))
-    rows_resized = torch.matmul(row_matrix.to(dtype), mask_logits.to(dtype))  # (Q, H, w)
-    col_matrix_t = col_matrix.to(dtype).T.contiguous()  # (w, W)
     weights = class_probs.T.contiguous()  # (K, Q)
     scores = empty_for_writing((classes, height * width), dtype=dtype, device=class_probs.device)
-    for top in range(0, height, band_rows):
-        bottom = min(top + band_rows, height)
-        band = rows_resized[:, top:bottom].reshape(-1, rows_resized.shape[-1]) @ col_matrix_t
-        band = band.sigmoid_().view(queries, (bottom - top) * width)
+    for top, bottom, band in _mask_bands(mask_logits, row_matrix, col_matrix, dtype, band_rows):
         torch.mm(weights, band, out=scores[:, top * width:bottom * width])
     return scores.view(classes, height, width)
+
+
+@dataclass
+class LabelMaps:
+    """What the scores of an image say per pixel, without the scores.
+
+    Attributes:
+        labels: (H, W) int64 arg-max class (the first of equal maxima, as ``argmax``).
+        best: (H, W) the arg-max class's score.
+        background: (H, W) the "no object" mass, when it was asked for.
+    """
+
+    labels: torch.Tensor
+    best: torch.Tensor
+    background: Optional[torch.Tensor] = None
+
+
+def combined_labels(class_probs: torch.Tensor, mask_logits: torch.Tensor,
+                    row_matrix: torch.Tensor, col_matrix: torch.Tensor, *,
+                    with_background: bool = False, band_rows: Optional[int] = None) -> LabelMaps:
+    """The arg-max of :func:`combine_masks_and_classes` band by band: the (K, H, W) scores
+    never exist, only one band of them. Labels and best scores equal those of the full
+    scores exactly (same bands, same products).
+
+    Args:
+        class_probs: (Q, K) or, ``with_background``, (Q, K + 1) with "no object" last.
+    """
+    height, width = row_matrix.shape[0], col_matrix.shape[0]
+    weights = class_probs.T.contiguous()
+    labels = torch.empty(height * width, dtype=torch.int64, device=class_probs.device)
+    best = torch.empty(height * width, dtype=class_probs.dtype, device=class_probs.device)
+    background = torch.empty_like(best) if with_background else None
+    for top, bottom, band in _mask_bands(mask_logits, row_matrix, col_matrix, class_probs.dtype,
+                                         band_rows):
+        pixels = slice(top * width, bottom * width)
+        scores = weights @ band
+        if with_background:
+            background[pixels] = scores[-1]
+            scores = scores[:-1]
+        torch.max(scores, dim=0, out=(best[pixels], labels[pixels]))
+    return LabelMaps(labels.view(height, width), best.view(height, width),
+                     None if background is None else background.view(height, width))
+
+
+def resized_labels(scores: torch.Tensor, image_size: Tuple[int, int],
+                   output_size: Tuple[int, int], *, with_background: bool = False,
+                   pixels_per_chunk: int = 2**23) -> LabelMaps:
+    """The arg-max of ``sem_seg_postprocess(scores, image_size, *output_size)`` (crop, then
+    bilinear resize), resized a few classes at a time: memory grows with the output size,
+    not with K x output size. Exact: each class is resized as on its own.
+
+    Args:
+        scores: (K, h, w) scores of the padded image, or (K + 1, h, w) with "no object" last.
+    """
+    classes = scores.shape[0] - int(with_background)
+    chunk = max(1, pixels_per_chunk // (output_size[0] * output_size[1]))
+    best = labels = None
+    for first in range(0, classes, chunk):
+        resized = sem_seg_postprocess(scores[first:min(first + chunk, classes)], image_size,
+                                      *output_size)
+        chunk_best, chunk_labels = resized.max(dim=0)
+        if best is None:
+            best, labels = chunk_best, chunk_labels
+        else:
+            better = chunk_best > best  # strict: earlier classes win ties, as in argmax
+            best = torch.where(better, chunk_best, best)
+            labels = torch.where(better, chunk_labels + first, labels)
+    background = None
+    if with_background:
+        background = sem_seg_postprocess(scores[-1:], image_size, *output_size)[0]
+    return LabelMaps(labels, best, background)
 
 
 def semantic_scores(class_probs: torch.Tensor, mask_logits: torch.Tensor,
@@ -113,6 +204,18 @@ def semantic_scores(class_probs: torch.Tensor, mask_logits: torch.Tensor,
     cols = resize_crop_resize_matrix(mask_logits.shape[-1], padded_size[1], image_size[1],
                                      output_size[1], device=device)
     return combine_masks_and_classes(class_probs, mask_logits, rows, cols)
+
+
+def semantic_labels(class_probs: torch.Tensor, mask_logits: torch.Tensor,
+                    padded_size: Tuple[int, int], image_size: Tuple[int, int],
+                    output_size: Tuple[int, int], *, with_background: bool = False) -> LabelMaps:
+    """The arg-max of :func:`semantic_scores` without its (K, *output_size) result."""
+    device = class_probs.device
+    rows = resize_crop_resize_matrix(mask_logits.shape[-2], padded_size[0], image_size[0],
+                                     output_size[0], device=device)
+    cols = resize_crop_resize_matrix(mask_logits.shape[-1], padded_size[1], image_size[1],
+                                     output_size[1], device=device)
+    return combined_labels(class_probs, mask_logits, rows, cols, with_background=with_background)
 
 
 def mask_probabilities(mask_logits: torch.Tensor, padded_size: Tuple[int, int],

@@ -19,7 +19,8 @@ from .criterion import SetCriterion
 from .matcher import HungarianMatcher
 from .ov_classifier import OpenVocabClassifier, load_template_set
 from .inference import rejected_pixels, window_boxes
-from .postprocessing import mask_probabilities, semantic_scores
+from .postprocessing import (LabelMaps, mask_probabilities, resized_labels, semantic_labels,
+                             semantic_scores)
 from .side_adapter import build_side_adapter_network
 from .text_cache import resolve_text_cache_dir
 from .vocabulary import check_vocabulary
@@ -54,7 +55,9 @@ class SAN(nn.Module):
     training also ``instances`` (``gt_classes``, ``gt_masks``) or ``sem_seg`` (labels equal
     to the dataset's ``ignore_label`` metadata are ignored; 255 when the input names no
     dataset). Inference returns ``[{"sem_seg": (K, height, width)}]`` per image, independent
-    of the rest of the batch.
+    of the rest of the batch; an input with ``labels_only: True`` gets ``sem_seg_labels``
+    ((height, width) int64 arg-max) instead, computed without holding the (K, height, width)
+    scores.
     """
 
     # State-dict entries recomputed from the config, never learned: a checkpoint may lack them
@@ -251,19 +254,52 @@ class SAN(nn.Module):
                                  padded_size)
         return sem_seg_postprocess(scores, image_size, *output_size)
 
+    def _labels_inference(self, logits: torch.Tensor, masks: torch.Tensor,
+                          padded_size: Tuple[int, int], image_size: Tuple[int, int],
+                          output_size: Tuple[int, int], with_background: bool = False
+                          ) -> LabelMaps:
+        """The arg-max of :meth:`_semantic_inference` without its (K, height, width) scores.
+        Resizing after combining, the scores exist at the padded input size only."""
+        class_probs = logits.float().softmax(-1)
+        class_probs = class_probs if with_background else class_probs[:, :-1]
+        if self.sem_seg_postprocess_before_inference:
+            return semantic_labels(class_probs, masks.float(), padded_size, image_size,
+                                   output_size, with_background=with_background)
+        scores = semantic_scores(class_probs, masks.float(), padded_size, padded_size,
+                                 padded_size)
+        return resized_labels(scores, image_size, output_size, with_background=with_background)
+
     def _image_result(self, record: Dict, logits: torch.Tensor, masks: torch.Tensor,
                       padded_size: Tuple[int, int], image_size: Tuple[int, int],
                       output_size: Tuple[int, int]) -> Dict[str, torch.Tensor]:
-        """``sem_seg``; ``background`` and ``unknown`` when asked or configured;
-        ``proposal_masks`` (Q, H, W) and ``proposal_classes`` (Q, K + 1) when asked."""
+        """``sem_seg`` (or, for ``labels_only``, ``sem_seg_labels``); ``background`` and
+        ``unknown`` when asked or configured; ``proposal_masks`` (Q, H, W) and
+        ``proposal_classes`` (Q, K + 1) when asked."""
         with_background = self._wants_background(record)
-        scores = self._semantic_inference(logits, masks, padded_size, image_size, output_size,
+        if record.get("labels_only", False):
+            maps = self._labels_inference(logits, masks, padded_size, image_size, output_size,
                                           with_background)
-        result = self._split_scores(record, scores, with_background)
+            result = self._label_result(record, maps)
+        else:
+            scores = self._semantic_inference(logits, masks, padded_size, image_size,
+                                              output_size, with_background)
+            result = self._split_scores(record, scores, with_background)
         if record.get("proposals", False):
             result["proposal_classes"] = logits.float().softmax(-1)
             result["proposal_masks"] = mask_probabilities(masks.float(), padded_size, image_size,
                                                           output_size)
+        return result
+
+    def _label_result(self, record: Dict, maps: LabelMaps) -> Dict[str, torch.Tensor]:
+        """``sem_seg_labels``, and ``background`` / ``unknown`` as :meth:`_split_scores`."""
+        result = {"sem_seg_labels": maps.labels}
+        if maps.background is None:
+            return result
+        result["background"] = maps.background
+        threshold, if_background = self._rejection(record)
+        if threshold > 0 or if_background:
+            result["unknown"] = rejected_pixels(maps.best[None], maps.background,
+                                                threshold=threshold, if_background=if_background)
         return result
 
     def _split_scores(self, record: Dict, scores: torch.Tensor,
@@ -315,8 +351,12 @@ class SAN(nn.Module):
                 total = scores.new_zeros((scores.shape[0], height, width))
             total[:, top:bottom, left:right] += scores
             count[top:bottom, left:right] += 1
-        scores = sem_seg_postprocess(total / count, (height, width),
-                                     *self._output_size(record, image))
+        total /= count
+        if record.get("labels_only", False):
+            maps = resized_labels(total, (height, width), self._output_size(record, image),
+                                  with_background=with_background)
+            return self._label_result(record, maps)
+        scores = sem_seg_postprocess(total, (height, width), *self._output_size(record, image))
         return self._split_scores(record, scores, with_background)
 
     @staticmethod

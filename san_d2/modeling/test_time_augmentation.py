@@ -9,7 +9,8 @@ Two recipes (``TEST.AUG.RECIPE``):
   and the softmaxes are averaged.
 
 Every pass is post-processed to the original ``height`` x ``width``; flipped passes are flipped
-back before they are combined.
+back before they are combined. A ``labels_only`` record gets the arg-max of the average as
+``sem_seg_labels``; the passes themselves need their scores.
 """
 import copy
 from typing import Dict, Iterator, List, Tuple
@@ -46,6 +47,7 @@ class _TestTimeAugmentation(nn.Module):
 
     def _inference_one(self, record: Dict) -> Dict[str, torch.Tensor]:
         record = copy.copy(record)
+        labels_only = record.pop("labels_only", False)  # the passes' scores are averaged
         record.setdefault("height", record["image"].shape[-2])
         record.setdefault("width", record["image"].shape[-1])
         total, passes = None, 0
@@ -55,7 +57,8 @@ class _TestTimeAugmentation(nn.Module):
             scores = scores.flip(dims=[-1]) if flipped else scores
             total = scores if total is None else total + scores
             passes += 1
-        return {"sem_seg": total / passes}
+        scores = total.div_(passes)
+        return {"sem_seg_labels": scores.argmax(dim=0)} if labels_only else {"sem_seg": scores}
 
 
 class SemanticSegmentorWithTTA(_TestTimeAugmentation):

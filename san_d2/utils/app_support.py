@@ -75,7 +75,8 @@ def answer(predictor, image: np.ndarray, vocabulary_text: str, expansion: str = 
     """
     classes, num_user = expand_vocabulary(parse_vocabulary(vocabulary_text), expansion)
     image, notice = fit_upload(image, max_side)
-    result = predictor.predict(image, classes, unknown_threshold=unknown_threshold)
+    result = predictor.predict(image, classes, unknown_threshold=unknown_threshold,
+                               scores=False)
     names = class_names(classes)
     shares = result.pixel_shares()
     table = [(name, round(100 * share, 2)) for name, share in shares.items()
