@@ -73,8 +73,8 @@ def adaptive_max_pool2d(x: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
     """``F.adaptive_max_pool2d(x, size)``, exactly.
 
     When the sizes divide and no gradient is needed, the bins are non-overlapping windows, and
-    element-wise maxima of their strided slices give the result about ten times faster on CPU than the pooling
-    kernels (1 ms instead of 12 for SAN-B/16's (1, 1200, 40, 40) biases). While exporting to
+    element-wise maxima of their strided slices give the result about ten times faster on CPU
+    than the pooling kernels (1 ms instead of 12 for SAN-B/16's (1, 1200, 40, 40) biases). While exporting to
     ONNX, which has no adaptive pooling of a dynamic size, the same maxima come from gathers,
     one axis at a time.
     """
