@@ -22,15 +22,21 @@ def datasets(tmp_path_factory):
     return root
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _machine(rank: int, port: int, output, datasets, *, iters: int = ITERS, opts=(),
-             timeout_s: int = 120) -> subprocess.Popen:
-    """Machine 0 runs the checkout's train_net.py, machine 1 the installed module."""
+             timeout_s: int = 120, as_background_job: bool = False) -> subprocess.Popen:
+    """Machine 0 runs the checkout's train_net.py, machine 1 the installed module;
+    ``as_background_job``: SIGINT ignored, as for ``nohup ... &`` from a script."""
     entry = [str(REPO_ROOT / "train_net.py")] if rank == 0 else ["-m", "san_d2_tools.train_net"]
     flags = ["--num-machines", "2", "--machine-rank", str(rank),
              "--dist-url", f"tcp://127.0.0.1:{port}", "--dist-timeout", str(timeout_s)]
     return subprocess.Popen(**train_net_command(
         output, datasets, flags=flags, opts=opts, iters=iters, entry=entry,
-        console=output.parent / f"machine{rank}.txt"))
+        console=output.parent / f"machine{rank}.txt"),
+        preexec_fn=_ignore_sigint if as_background_job else None)
 
 
 def _finish(machines, timeout: float):
@@ -67,12 +73,15 @@ def test_two_machines_train_together(tmp_path, datasets):
 @pytest.mark.slow
 def test_a_machine_that_dies_stops_the_other(tmp_path, datasets):
     output, port = tmp_path / "run", _free_port()
+    # Machine 1 ignores SIGINT, which torch's spawn asks the kernel to send its workers when
+    # their launcher dies: its worker must die all the same, or it trains on with machine 0.
     machines = [_machine(r, port, output, datasets, iters=100000, timeout_s=60,
-                         opts=["SOLVER.CHECKPOINT_PERIOD", "100000"]) for r in (0, 1)]
+                         opts=["SOLVER.CHECKPOINT_PERIOD", "100000"], as_background_job=r == 1)
+                for r in (0, 1)]
     try:
         _wait_for(output / "log.txt", "iter: 19", machines[0], timeout=300)
     finally:
-        machines[1].send_signal(signal.SIGKILL)  # its process gets SIGINT from the kernel
+        machines[1].send_signal(signal.SIGKILL)  # the kernel then kills its worker
     killed = time.monotonic()
     codes = _finish(machines, timeout=120)
     console = (tmp_path / "machine0.txt").read_text()

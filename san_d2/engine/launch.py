@@ -9,9 +9,12 @@ Either way a process that fails stops the run with one line naming the process a
 This does not depend on detectron2's version: a user's own detectron2 build works the same.
 """
 import contextlib
+import ctypes
 import logging
 import os
+import signal
 import socket
+import sys
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Callable, Iterator, Optional, Sequence
@@ -170,6 +173,7 @@ def _cuda_main(main_func: Callable, args: tuple) -> None:
 def _gloo_worker(local_rank: int, main_func: Callable, plan: LaunchPlan, args: tuple,
                  timeout: timedelta, threads: Optional[int]) -> None:
     rank = plan.first_rank + local_rank
+    _die_with_parent()
     try:
         with _reported_as(rank, plan.world_size):
             if threads is not None:
@@ -180,6 +184,21 @@ def _gloo_worker(local_rank: int, main_func: Callable, plan: LaunchPlan, args: t
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Makes the kernel kill this worker when its launcher dies. torch's ``spawn`` asks for
+    SIGINT, which a process started in the background by a shell (``nohup ... &``) ignores:
+    such a worker outlived its killed launcher and kept training with the other machines."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _join_process_group(plan: LaunchPlan, *, rank: int, timeout: timedelta) -> None:
