@@ -21,6 +21,9 @@ def test_inference_benchmark_json(tmp_path, capsys):
     assert result["peak_memory_gb"] > 0.1  # a Python process with torch loaded
     # The tiny model is a small fraction of the FLOPs of a 640x640 B/16 call (144 GFLOP).
     assert 0 < result["gflops_per_image"] < 1 and result["floor_seconds_per_image"] > 0
+    floor = result["floor_seconds_per_image"]
+    assert result["floor_ratio"] == result["seconds_per_image_median"] / floor
+    assert result["floor_ratio_fastest"] == result["seconds_min"] / floor <= result["floor_ratio"]
     out = capsys.readouterr().out
     assert "images_per_second" in out and "side adapter" in out
 

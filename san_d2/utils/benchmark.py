@@ -242,7 +242,8 @@ def build_benchmark_model(cfg, weights: str = ""):
 def inference_report(cfg, *, weights: str, size: int, vocab: int, runs: int) -> Dict:
     """Timings of the model as configured; for a fast mode (``MODEL.SAN.INFERENCE_DTYPE``
     other than fp32, or ``MODEL.SAN.COMPILE``) the deviation from a plain float32 model with
-    the same weights; and the FLOP floor (FLOPs over the measured matmul rate)."""
+    the same weights; and the FLOP floor (FLOPs over the measured matmul rate) with the
+    median's and the fastest call's ratios to it."""
     dtype_name = cfg.MODEL.SAN.INFERENCE_DTYPE
     model = build_benchmark_model(cfg, weights).eval()
     results = benchmark_inference(model, size=size, vocab=vocab, runs=runs)
@@ -257,8 +258,11 @@ def inference_report(cfg, *, weights: str, size: int, vocab: int, runs: int) -> 
         results.update(deviation(fast, segment(plain, size=size, vocab=vocab)))
     flops = count_flops(plain, size=size, vocab=vocab)
     rate = matmul_flops_per_second(plain.device, AUTOCAST_DTYPES[dtype_name] or torch.float32)
+    floor = flops / rate
     results.update(gflops_per_image=flops / 1e9, device_matmul_tflops=rate / 1e12,
-                   floor_seconds_per_image=flops / rate)
+                   floor_seconds_per_image=floor,
+                   floor_ratio=results["seconds_per_image_median"] / floor,
+                   floor_ratio_fastest=results["seconds_min"] / floor)
     return results
 
 
