@@ -46,6 +46,20 @@ def test_banded_labels_are_the_argmax_of_the_scores(band_rows, with_background):
         assert maps.background is None
 
 
+@pytest.mark.parametrize("with_background", [False, True])
+def test_many_classes_are_reduced_a_few_pixels_at_a_time_with_the_same_result(with_background):
+    probs, logits = _inputs(queries=20, classes=900, h=12, w=16, seed=2)  # 291 pixels a step
+    rows = resize_crop_resize_matrix(12, 48, 45, 77)
+    cols = resize_crop_resize_matrix(16, 64, 60, 101)
+    scores = combine_masks_and_classes(probs, logits, rows, cols)
+    maps = combined_labels(probs, logits, rows, cols, with_background=with_background)
+    classes = scores[:-1] if with_background else scores
+    assert torch.equal(maps.labels, classes.argmax(0))
+    assert torch.equal(maps.best, classes.max(0).values)
+    if with_background:
+        assert torch.equal(maps.background, scores[-1])
+
+
 def test_ties_go_to_the_first_class_as_with_argmax():
     probs, logits = _inputs(classes=3)
     probs = torch.cat([probs[:, :1], probs[:, :1], probs[:, 1:]], dim=1)  # classes 0, 1 equal
