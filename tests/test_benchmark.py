@@ -1,6 +1,8 @@
 """The benchmark command reports what it promises (tiny model, CPU)."""
 import json
 
+import pytest
+
 from san_d2_tools.benchmark import main
 
 from .conftest import TINY_CONFIG
@@ -57,3 +59,16 @@ def test_training_benchmark_json(tmp_path):
     result = json.loads(out.read_text())
     assert result["batch_size"] == 2 and result["crop"] == 64
     assert result["seconds_per_iteration_median"] > 0 and result["peak_memory_gb"] > 0
+
+
+def test_labels_only_times_the_labels_path(tmp_path, capsys):
+    out = tmp_path / "labels.json"
+    assert main(["--config-file", str(TINY_CONFIG), "--device", "cpu", "--size", "64",
+                 "--vocab", "5", "--runs", "1", "--labels-only", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["labels_only"] is True
+    from san_d2.utils.benchmark import _benchmark_inputs
+
+    assert _benchmark_inputs(64, 5, labels_only=True)[0]["labels_only"] is True
+    with pytest.raises(SystemExit):
+        main(["--config-file", str(TINY_CONFIG), "--train", "--labels-only"])
+    assert "--labels-only is for inference" in capsys.readouterr().err

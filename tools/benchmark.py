@@ -2,8 +2,8 @@
 """Inference and training-step benchmarks of SAN.
 
     san-benchmark --config-file san_clip_vit_res4_coco.yaml [--device cpu|cuda] \\
-        [--dtype fp32|bf16|fp16] [--compile] [--size 640] [--vocab 171] [--runs 5] \\
-        [--threads 2] [--json out.json] [--train --batch-size 4 --crop 640]
+        [--dtype fp32|bf16|fp16] [--compile] [--size 640] [--vocab 171] [--labels-only] \\
+        [--runs 5] [--threads 2] [--json out.json] [--train --batch-size 4 --crop 640]
     san-benchmark --runtime onnxruntime --export-dir export/ [--ort-optimization all] ...
 
 Builds the model from the config (random weights unless ``--weights``; no download), times
@@ -79,6 +79,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--size", type=_image_side, default=640, help="inference image side")
     parser.add_argument("--vocab", type=_vocabulary_size, default=171,
                         help="inference vocabulary size")
+    parser.add_argument("--labels-only", action="store_true",
+                        help="inference: ask for arg-max labels instead of per-class scores, "
+                             "as evaluation, the demo and the app do")
     parser.add_argument("--runs", type=positive_int, default=5, help="timed calls or steps")
     parser.add_argument("--threads", type=positive_int, default=None,
                         help="torch CPU threads (default: torch's choice)")
@@ -125,7 +128,7 @@ def run(args) -> int:
                                      dtype=args.dtype)
     else:
         results = inference_report(cfg, weights=args.weights, size=args.size, vocab=args.vocab,
-                                   runs=args.runs)
+                                   runs=args.runs, labels_only=args.labels_only)
     results.update(config=args.config_file, dtype=args.dtype, compiled=args.compile,
                    size=args.size, vocab=args.vocab, **environment(cfg.MODEL.DEVICE))
     return _report(results, args)
@@ -140,6 +143,8 @@ def main(argv=None) -> int:
         parser.error("--config-file is required (for --runtime torch).")
     if args.runtime == "onnxruntime" and (not args.export_dir or args.train):
         parser.error("--runtime onnxruntime needs --export-dir, and times inference only.")
+    if args.labels_only and (args.train or args.runtime == "onnxruntime"):
+        parser.error("--labels-only is for inference with --runtime torch.")
     return run_reporting_errors(lambda: run(args), args.debug)
 
 

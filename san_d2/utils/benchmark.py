@@ -99,21 +99,23 @@ def _peak_memory_gb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
-def _benchmark_inputs(size: int, vocab: int) -> List[Dict]:
+def _benchmark_inputs(size: int, vocab: int, labels_only: bool = False) -> List[Dict]:
     generator = torch.Generator().manual_seed(0)
     image = torch.randint(0, 256, (3, size, size), dtype=torch.uint8, generator=generator)
-    return [{"image": image, "vocabulary": _vocabulary(vocab)}]
+    return [{"image": image, "vocabulary": _vocabulary(vocab), "labels_only": labels_only}]
 
 
-def benchmark_inference(model, *, size: int, vocab: int, runs: int) -> Dict:
-    """Times ``runs`` calls on one size x size image after a separately timed first call.
+def benchmark_inference(model, *, size: int, vocab: int, runs: int,
+                        labels_only: bool = False) -> Dict:
+    """Times ``runs`` calls on one size x size image after a separately timed first call;
+    ``labels_only`` asks for the arg-max labels instead of the scores (see ``SAN``).
 
     The model runs as configured (``MODEL.SAN.INFERENCE_DTYPE``); returns a dict of the
     measurements, with the time per stage and how many prompts the first call encoded (0 when
     the vocabulary's text embeddings were persisted by an earlier run).
     """
     device = model.device
-    inputs = _benchmark_inputs(size, vocab)
+    inputs = _benchmark_inputs(size, vocab, labels_only)
     timer = StageTimer(model, device)
     prompts_before = model.ov_classifier.num_prompts_encoded
     with torch.inference_mode():
@@ -139,7 +141,8 @@ def benchmark_inference(model, *, size: int, vocab: int, runs: int) -> Dict:
             "seconds_max": max(seconds), "images_per_second": 1.0 / median,
             "first_call_seconds": first_call,
             "first_call_prompts_encoded": model.ov_classifier.num_prompts_encoded - prompts_before,
-            "peak_memory_gb": _peak_memory_gb(device), "stages_seconds": breakdown, "runs": runs}
+            "peak_memory_gb": _peak_memory_gb(device), "stages_seconds": breakdown, "runs": runs,
+            "labels_only": labels_only}
 
 
 def segment(model, *, size: int, vocab: int) -> torch.Tensor:
@@ -239,14 +242,16 @@ def build_benchmark_model(cfg, weights: str = ""):
     return model
 
 
-def inference_report(cfg, *, weights: str, size: int, vocab: int, runs: int) -> Dict:
+def inference_report(cfg, *, weights: str, size: int, vocab: int, runs: int,
+                     labels_only: bool = False) -> Dict:
     """Timings of the model as configured; for a fast mode (``MODEL.SAN.INFERENCE_DTYPE``
     other than fp32, or ``MODEL.SAN.COMPILE``) the deviation from a plain float32 model with
     the same weights; and the FLOP floor (FLOPs over the measured matmul rate) with the
     median's and the fastest call's ratios to it."""
     dtype_name = cfg.MODEL.SAN.INFERENCE_DTYPE
     model = build_benchmark_model(cfg, weights).eval()
-    results = benchmark_inference(model, size=size, vocab=vocab, runs=runs)
+    results = benchmark_inference(model, size=size, vocab=vocab, runs=runs,
+                                  labels_only=labels_only)
     plain = model
     if dtype_name != "fp32" or cfg.MODEL.SAN.COMPILE:
         fast = segment(model, size=size, vocab=vocab)
