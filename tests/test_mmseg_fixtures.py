@@ -1,7 +1,7 @@
 """Against mmsegmentation itself: a tiny SAN that mmseg 1.2.2 trained two iterations and saved
-as it releases models (tests/data/mmseg_tiny: the file, three pictures and mmseg's own outputs
-of `inference_model` and of its ms+flip test, made by make_fixtures.py there), loaded as it is
-and run with the mmseg protocol."""
+as it releases models (tests/data/mmseg_tiny: the file, in a compact form rebuilt here, three
+pictures and mmseg's own outputs of `inference_model` and of its ms+flip test, made by
+make_fixtures.py there), loaded as it is and run with the mmseg protocol."""
 import json
 
 import numpy as np
@@ -12,6 +12,7 @@ from san_d2 import SANPredictor
 from san_d2.modeling.test_time_augmentation import build_tta_model
 
 from .conftest import TEST_DATA, TINY_CONFIG
+from .mmseg_file import rebuild_mmseg_checkpoint
 
 FIXTURES = TEST_DATA / "mmseg_tiny"
 META = json.loads((FIXTURES / "outputs_meta.json").read_text())
@@ -26,8 +27,10 @@ TOLERANCE = 1e-4
 
 
 @pytest.fixture(scope="module")
-def predictor():
-    return SANPredictor(str(TINY_CONFIG), str(FIXTURES / "san_tiny_mmseg.pth"), opts=OPTS)
+def predictor(tmp_path_factory):
+    checkpoint = rebuild_mmseg_checkpoint(FIXTURES / "san_tiny_mmseg.npz",
+                                          tmp_path_factory.mktemp("mmseg") / "san_tiny_mmseg.pth")
+    return SANPredictor(str(TINY_CONFIG), str(checkpoint), opts=OPTS)
 
 
 @pytest.mark.parametrize("vocab", [0, 1])
