@@ -45,6 +45,12 @@ def autocast_context(device_type: str, dtype_name: str):
     return torch.autocast(device_type=device_type, dtype=dtype)
 
 
+def _class_probabilities(logits: torch.Tensor, with_background: bool) -> torch.Tensor:
+    """(Q, K + 1) class logits -> (Q, K) probabilities, or (Q, K + 1) with "no object" last."""
+    probs = logits.float().softmax(-1)
+    return probs if with_background else probs[:, :-1]
+
+
 @META_ARCH_REGISTRY.register()
 class SAN(nn.Module):
     """Side Adapter Network (Xu et al., CVPR 2023) for open-vocabulary semantic segmentation.
@@ -245,8 +251,7 @@ class SAN(nn.Module):
                             ) -> torch.Tensor:
         """(Q, K + 1) logits and (Q, hs, ws) mask logits -> (K, height, width) scores, or
         (K + 1, height, width) with the "no object" mass last."""
-        class_probs = logits.float().softmax(-1)
-        class_probs = class_probs if with_background else class_probs[:, :-1]
+        class_probs = _class_probabilities(logits, with_background)
         if self.sem_seg_postprocess_before_inference:
             return semantic_scores(class_probs, masks.float(), padded_size, image_size,
                                    output_size)
@@ -260,8 +265,7 @@ class SAN(nn.Module):
                           ) -> LabelMaps:
         """The arg-max of :meth:`_semantic_inference` without its (K, height, width) scores.
         Resizing after combining, the scores exist at the padded input size only."""
-        class_probs = logits.float().softmax(-1)
-        class_probs = class_probs if with_background else class_probs[:, :-1]
+        class_probs = _class_probabilities(logits, with_background)
         if self.sem_seg_postprocess_before_inference:
             return semantic_labels(class_probs, masks.float(), padded_size, image_size,
                                    output_size, with_background=with_background)
