@@ -1,7 +1,7 @@
 """The training step on every process: its random draws and its check of the losses."""
+import math
 from typing import Mapping
 
-import numpy as np
 import torch
 from detectron2.engine import AMPTrainer, HookBase, SimpleTrainer
 from detectron2.utils import comm
@@ -26,14 +26,14 @@ def check_losses_are_finite(loss_dict: Mapping[str, torch.Tensor], *, iteration:
     detectron2 checks on the main process only, so the others ran on into the next collective
     operation and waited there for one that had stopped.
     """
-    losses = {k: float(v.detach().cpu().item()) for k, v in loss_dict.items()}
-    every_rank = comm.all_gather(losses)
-    bad = [rank for rank, values in enumerate(every_rank)
-           if not np.isfinite(sum(values.values()))]
-    if bad:
+    total = float(sum(v.detach().double().sum() for v in loss_dict.values()))  # one sync
+    every_rank = comm.all_gather(total)
+    bad = [rank for rank, value in enumerate(every_rank) if not math.isfinite(value)]
+    if bad:  # every process is here: the losses themselves are gathered for the message
+        losses = comm.all_gather({k: float(v.detach().cpu().item()) for k, v in loss_dict.items()})
         where = f" on rank(s) {bad} of {len(every_rank)}" if len(every_rank) > 1 else ""
         raise FloatingPointError(f"Loss became infinite or NaN at iteration={iteration}{where}: "
-                                 f"loss_dict = {every_rank[bad[0]]}")
+                                 f"loss_dict = {losses[bad[0]]}")
 
 
 class _CheckedLosses:

@@ -26,7 +26,7 @@ from detectron2.data.common import DatasetFromList
 logger = logging.getLogger(__name__)
 
 __all__ = ["TrainingStream", "TrainingSamples", "IterationBatches", "derive_seed",
-           "seed_global_rngs", "seeded_global_rngs", "random_shared_seed"]
+           "seed_global_rngs", "seeded_global_rngs"]
 
 # Kinds of randomness drawn from one run seed, kept apart by a tag.
 EPOCH_ORDER, SAMPLE_AUGMENTATION, STEP = 1, 2, 3
@@ -56,13 +56,6 @@ def seeded_global_rngs(sequence: np.random.SeedSequence) -> Iterator[None]:
         finally:
             random.setstate(python_state)
             np.random.set_state(numpy_state)
-
-
-def random_shared_seed() -> int:
-    """A fresh random seed, the same on every process (all of them must call this)."""
-    from detectron2.utils import comm
-
-    return int(comm.shared_random_seed())
 
 
 class TrainingSamples(torch.utils.data.Dataset):

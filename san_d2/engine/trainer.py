@@ -12,7 +12,7 @@ from detectron2.data import DatasetCatalog, DatasetMapper
 from detectron2.data.build import trivial_batch_collator
 from detectron2.data.common import DatasetFromList, MapDataset
 from detectron2.data.samplers import InferenceSampler
-from detectron2.engine import DefaultTrainer, TrainerBase
+from detectron2.engine import DefaultTrainer, TrainerBase, create_ddp_model
 from detectron2.evaluation import inference_on_dataset
 from detectron2.modeling import build_model
 from detectron2.projects.deeplab import build_lr_scheduler
@@ -27,7 +27,7 @@ from ..evaluation import (SANSemSegEvaluator, format_summary, verify_san_results
 from ..modeling.test_time_augmentation import build_tta_model
 from .loop import SANAMPTrainer, SANSimpleTrainer, StepSeeds
 from .optim import build_optimizer
-from .stream import TrainingStream, random_shared_seed
+from .stream import TrainingStream
 from .writers import resumable_writers
 
 logger = logging.getLogger(__name__)
@@ -44,18 +44,15 @@ def records_with_dataset_name(names) -> List[Dict]:
 
 
 def wrap_for_ddp(model: torch.nn.Module, cfg):
-    """``DistributedDataParallel(model)`` when there are several processes, as detectron2's
-    ``create_ddp_model(model, broadcast_buffers=False)`` but on CPU too (detectron2 passes the
-    local GPU as ``device_ids``, which DDP refuses for a CPU model) and without torch's
-    deprecated argument (buffers are then also synchronised once at the start: SAN's are
+    """detectron2's ``create_ddp_model(model, broadcast_buffers=False)``, on CPU too (detectron2
+    would pass the local GPU as ``device_ids``, which DDP refuses for a CPU model) and without
+    torch's deprecated argument (buffers are then also synchronised once at the start: SAN's are
     recomputed from the config, the same on every process)."""
-    if comm.get_world_size() == 1:
-        return model
     devices = [comm.get_local_rank()] if cfg.MODEL.DEVICE.startswith("cuda") else None
     no_forward_sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in
                        inspect.signature(DistributedDataParallel).parameters
                        else {"broadcast_buffers": False})
-    return DistributedDataParallel(model, device_ids=devices, **no_forward_sync)
+    return create_ddp_model(model, device_ids=devices, **no_forward_sync)
 
 
 class InferenceMapper(DatasetMapper):
@@ -92,7 +89,7 @@ class Trainer(DefaultTrainer):
         if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
             setup_logger()
         cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
-        self.seed = cfg.SEED if cfg.SEED >= 0 else random_shared_seed()
+        self.seed = cfg.SEED if cfg.SEED >= 0 else int(comm.shared_random_seed())
         model = self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)
         data_loader = self.build_train_loader(cfg)
@@ -182,13 +179,14 @@ class Trainer(DefaultTrainer):
     def build_test_loader(cls, cfg, dataset_name, labels_only: bool = False):
         """The dataset's records resized by INPUT.TEST_RESIZE, with DATASETS.CLASS_NAMES' names
         as the vocabulary; with ``labels_only`` the model is asked for arg-max labels instead
-        of per-class scores (what :class:`SANSemSegEvaluator` needs, in far less memory)."""
+        of per-class scores (enough for evaluators with ``labels_suffice``, such as
+        :class:`SANSemSegEvaluator`, in far less memory)."""
         records = records_with_dataset_name([dataset_name])
+        extra = {"labels_only": True} if labels_only else {}
         if cfg.DATASETS.CLASS_NAMES != "paper":
-            vocabulary = list(dataset_class_names(dataset_name, cfg.DATASETS.CLASS_NAMES))
-            records = [{**record, "vocabulary": vocabulary} for record in records]
-        if labels_only:
-            records = [{**record, "labels_only": True} for record in records]
+            extra["vocabulary"] = list(dataset_class_names(dataset_name, cfg.DATASETS.CLASS_NAMES))
+        if extra:
+            records = [{**record, **extra} for record in records]
         mapper = InferenceMapper(cfg, False, augmentations=[build_test_resize(cfg)])
         dataset = MapDataset(DatasetFromList(records, copy=False), mapper)
         return torch.utils.data.DataLoader(
@@ -227,8 +225,7 @@ class Trainer(DefaultTrainer):
         results = OrderedDict()
         for i, name in enumerate(cfg.DATASETS.TEST):
             evaluator = evaluators[i] if evaluators is not None else cls.build_evaluator(cfg, name)
-            # Other evaluators may read the scores; SAN's own needs only their arg-max.
-            labels_only = isinstance(evaluator, SANSemSegEvaluator)
+            labels_only = getattr(evaluator, "labels_suffice", False)  # else it gets scores
             loader = cls.build_test_loader(cfg, name, labels_only=labels_only)
             results[name] = inference_on_dataset(model, loader, evaluator)
         if comm.is_main_process() and results:

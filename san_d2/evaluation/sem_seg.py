@@ -16,6 +16,10 @@ class SANSemSegEvaluator(SemSegEvaluator):
     denominator and in the pixel accuracy's), never ignored. The extra class itself is
     left out of the metrics; its pixels are saved with category id -1."""
 
+    # Evaluators with this attribute set read only the arg-max of the scores: the trainer then
+    # asks the model for labels (``labels_only``), which need far less memory.
+    labels_suffice = True
+
     def __init__(self, dataset_name: str, **kwargs):
         super().__init__(dataset_name, **kwargs)
         self._unknown = self._num_classes
