@@ -159,9 +159,10 @@ class SANPredictor:
 
 
 def _result(output: Dict[str, torch.Tensor], names: Tuple[str, ...]) -> SegmentationResult:
-    scores = output["sem_seg"].cpu() if "sem_seg" in output else None
-    labels = output["sem_seg_labels"].cpu() if scores is None else scores.argmax(0)
-    class_map = labels.numpy()
+    scores = output.get("sem_seg")
+    labels = output["sem_seg_labels"] if scores is None else scores.argmax(0)  # on the device
+    scores = None if scores is None else scores.cpu()
+    class_map = labels.cpu().numpy()
     unknown = output.get("unknown")
     if unknown is not None:
         unknown = unknown.cpu().numpy()

@@ -73,6 +73,19 @@ def resize_crop_resize_matrix(mask_size: int, padded_size: int, image_size: int,
     return matrix
 
 
+def _axis_matrices(mask_logits: torch.Tensor, padded_size: Tuple[int, int],
+                   image_size: Tuple[int, int], output_size: Tuple[int, int]
+                   ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The (H, h) row and (W, w) column matrices of :func:`resize_crop_resize_matrix` that take
+    (Q, h, w) masks of the padded image to the output size."""
+    device = mask_logits.device
+    rows = resize_crop_resize_matrix(mask_logits.shape[-2], padded_size[0], image_size[0],
+                                     output_size[0], device=device)
+    cols = resize_crop_resize_matrix(mask_logits.shape[-1], padded_size[1], image_size[1],
+                                     output_size[1], device=device)
+    return rows, cols
+
+
 def _mask_bands(mask_logits: torch.Tensor, row_matrix: torch.Tensor, col_matrix: torch.Tensor,
                 dtype: torch.dtype, band_rows: Optional[int] = None
                 ) -> Iterator[Tuple[int, int, torch.Tensor]]:
@@ -207,11 +220,7 @@ def semantic_scores(class_probs: torch.Tensor, mask_logits: torch.Tensor,
     Returns:
         (K, *output_size).
     """
-    device = class_probs.device
-    rows = resize_crop_resize_matrix(mask_logits.shape[-2], padded_size[0], image_size[0],
-                                     output_size[0], device=device)
-    cols = resize_crop_resize_matrix(mask_logits.shape[-1], padded_size[1], image_size[1],
-                                     output_size[1], device=device)
+    rows, cols = _axis_matrices(mask_logits, padded_size, image_size, output_size)
     return combine_masks_and_classes(class_probs, mask_logits, rows, cols)
 
 
@@ -219,11 +228,7 @@ def semantic_labels(class_probs: torch.Tensor, mask_logits: torch.Tensor,
                     padded_size: Tuple[int, int], image_size: Tuple[int, int],
                     output_size: Tuple[int, int], *, with_background: bool = False) -> LabelMaps:
     """The arg-max of :func:`semantic_scores` without its (K, *output_size) result."""
-    device = class_probs.device
-    rows = resize_crop_resize_matrix(mask_logits.shape[-2], padded_size[0], image_size[0],
-                                     output_size[0], device=device)
-    cols = resize_crop_resize_matrix(mask_logits.shape[-1], padded_size[1], image_size[1],
-                                     output_size[1], device=device)
+    rows, cols = _axis_matrices(mask_logits, padded_size, image_size, output_size)
     return combined_labels(class_probs, mask_logits, rows, cols, with_background=with_background)
 
 
@@ -232,9 +237,6 @@ def mask_probabilities(mask_logits: torch.Tensor, padded_size: Tuple[int, int],
     """(Q, h, w) mask logits of the padded image -> (Q, *output_size) mask probabilities:
     up-sampled to the padded size, cropped to the image, resized, then passed through the
     sigmoid (the masks SAN's default post-processing combines)."""
-    device = mask_logits.device
-    rows = resize_crop_resize_matrix(mask_logits.shape[-2], padded_size[0], image_size[0],
-                                     output_size[0], device=device).to(mask_logits.dtype)
-    cols = resize_crop_resize_matrix(mask_logits.shape[-1], padded_size[1], image_size[1],
-                                     output_size[1], device=device).to(mask_logits.dtype)
+    rows, cols = _axis_matrices(mask_logits, padded_size, image_size, output_size)
+    rows, cols = rows.to(mask_logits.dtype), cols.to(mask_logits.dtype)
     return torch.sigmoid(rows @ mask_logits @ cols.T)
