@@ -360,3 +360,19 @@ def test_no_network_fails_at_once_and_says_how_to_use_a_local_file(monkeypatch):
     with pytest.raises(clip_loader.CLIPWeightsError, match="huggingface.co is unreachable"):
         clip_loader.load_clip("ViT-B/16", "openai")
     assert time.perf_counter() - start < 5.0
+
+
+def test_files_written_atomically_get_the_usual_permissions(tmp_path):
+    from san_d2.utils.io import atomic_path, atomic_write
+
+    umask = os.umask(0)
+    os.umask(umask)
+    with atomic_write(tmp_path / "a.json", "w") as f:
+        f.write("{}")
+    with atomic_path(tmp_path / "b.onnx") as temporary:
+        Path(temporary).write_bytes(b"x")
+    plain = tmp_path / "c.txt"
+    plain.write_text("x")  # what open() gives: 0o666 less the umask
+    for name in ("a.json", "b.onnx"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == plain.stat().st_mode & 0o777 \
+            == 0o666 & ~umask

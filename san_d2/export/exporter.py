@@ -26,7 +26,7 @@ from san_d2_runtime.tokenizer import BPE_VOCAB_FILE, ClipTokenizer
 
 from ..checkpoint import SANCheckpointer
 from ..utils.cli import make_output_dir
-from ..utils.io import atomic_write
+from ..utils.io import atomic_path, atomic_write
 from .graphs import ImageGraph, TextGraph
 
 logger = logging.getLogger(__name__)
@@ -164,9 +164,8 @@ def _write_graph(module: torch.nn.Module, args: Tuple, path: Path, *, input_name
     program = torch.onnx.export(module, args, dynamo=True, input_names=input_names,
                                 output_names=output_names, dynamic_shapes=dynamic_shapes,
                                 opset_version=opset, external_data=False, verbose=False)
-    partial = path.with_name(f".{path.name}.partial")
-    program.save(str(partial), external_data=False)
-    os.replace(partial, path)
+    with atomic_path(path) as temporary:
+        program.save(temporary, external_data=False)
 
 
 def _prompts(classifier, names: Sequence[str]) -> List[str]:
@@ -258,14 +257,6 @@ def _copy_bpe_vocab(folder: Path) -> Path:
     with atomic_write(folder / BPE_LICENSE_FILE, "w") as f:
         f.write(_BPE_NOTICE)
     return target
-
-
-def _make_readable(path: Path) -> None:
-    """Files of an export are meant to be copied and shared: the umask's usual permissions
-    (temporary files are created readable by their owner only)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
 
 
 def _versions(opset: int) -> Dict[str, str]:
@@ -379,6 +370,5 @@ def export_onnx(cfg: CfgNode, *, output_dir: os.PathLike, config_file: Optional[
         json.dump(manifest, f, indent=2)
     report = ExportReport(folder, max_abs_diff=diffs)
     for name in [*manifest["files"].values(), layout.MANIFEST_FILE]:
-        _make_readable(folder / name)
         report.files[name] = (folder / name).stat().st_size
     return report

@@ -8,6 +8,16 @@ from typing import IO, Iterator
 __all__ = ["atomic_write", "atomic_path"]
 
 
+def _process_umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+# Files are given the permissions a plain open() gives (mkstemp makes them owner-only).
+_FILE_MODE = 0o666 & ~_process_umask()
+
+
 @contextlib.contextmanager
 def atomic_write(path: os.PathLike, mode: str = "wb",
                  remove_leftovers: bool = False) -> Iterator[IO]:
@@ -33,6 +43,7 @@ def atomic_write(path: os.PathLike, mode: str = "wb",
             yield f
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(temporary, _FILE_MODE)
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -53,6 +64,7 @@ def atomic_path(path: os.PathLike) -> Iterator[str]:
     os.close(handle)
     try:
         yield temporary
+        os.chmod(temporary, _FILE_MODE)
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
