@@ -71,12 +71,13 @@ def _upscaled(image: np.ndarray, label_map: np.ndarray) -> Tuple[np.ndarray, np.
 
 def _keep_labels_inside(output) -> None:
     """Moves the class names a Visualizer drew so that each lies wholly inside the image."""
-    output.canvas.draw()  # lays the text boxes out, so that their extents are known
     renderer = output.canvas.get_renderer()
     to_data = output.ax.transData.inverted()
     for text in output.ax.texts:
-        box = text.get_bbox_patch().get_window_extent(renderer) if text.get_bbox_patch() \
-            else text.get_window_extent(renderer)
+        patch = text.get_bbox_patch()
+        if patch:  # laid out around the text as drawing would, without rendering the figure
+            text.update_bbox_position_size(renderer)
+        box = patch.get_window_extent(renderer) if patch else text.get_window_extent(renderer)
         (x0, y0), (x1, y1) = to_data.transform([[box.x0, box.y0], [box.x1, box.y1]])
         left, right, top, bottom = min(x0, x1), max(x0, x1), min(y0, y1), max(y0, y1)
         dx = max(-left, 0.0) + min(output.width - right, 0.0)
