@@ -84,10 +84,12 @@ def semantic_scores(class_logits: np.ndarray, mask_logits: np.ndarray, *,
     if before:
         return _weighted_masks(probs, masks, _crop_then_resize(h, ph, ih, oh),
                                _crop_then_resize(w, pw, iw, ow))
-    padded = _weighted_masks(probs, masks, bilinear_matrix(h, ph), bilinear_matrix(w, pw))
-    cropped = padded[:, :ih, :iw]
+    # Each output pixel reads only its own rows of the matrices: cropping them is cropping
+    # the padded scores, without computing the padding.
+    cropped = _weighted_masks(probs, masks, bilinear_matrix(h, ph)[:ih],
+                              bilinear_matrix(w, pw)[:iw])
     if (ih, iw) == (oh, ow):
-        return np.ascontiguousarray(cropped)
+        return cropped
     rows = bilinear_matrix(ih, oh).astype(np.float32)
     cols_t = np.ascontiguousarray(bilinear_matrix(iw, ow).T.astype(np.float32))
     return np.matmul(np.matmul(rows, cropped), cols_t)
