@@ -38,17 +38,10 @@ def atomic_write(path: os.PathLike, mode: str = "wb",
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(leftover)
     handle, temporary = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=".tmp")
-    try:
-        with os.fdopen(handle, mode) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(temporary, _FILE_MODE)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
+    with _renamed_when_done(temporary, path), os.fdopen(handle, mode) as f:
+        yield f
+        f.flush()
+        os.fsync(f.fileno())
 
 
 @contextlib.contextmanager
@@ -62,8 +55,16 @@ def atomic_path(path: os.PathLike) -> Iterator[str]:
     base, suffix = os.path.splitext(os.path.basename(path))
     handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{base}.", suffix=f".tmp{suffix}")
     os.close(handle)
-    try:
+    with _renamed_when_done(temporary, path):
         yield temporary
+
+
+@contextlib.contextmanager
+def _renamed_when_done(temporary: str, path: str) -> Iterator[None]:
+    """Renames ``temporary`` to ``path``, with the usual permissions, when the block succeeds;
+    removes it when the block fails."""
+    try:
+        yield
         os.chmod(temporary, _FILE_MODE)
         os.replace(temporary, path)
     except BaseException:
