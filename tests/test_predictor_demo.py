@@ -7,6 +7,7 @@ from PIL import Image
 
 from san_d2.data.vocabulary import expand_vocabulary, parse_vocabulary
 from san_d2.predictor import SANPredictor, SegmentationResult, load_rgb_image
+from san_d2.utils.visualization import legend_strip
 from san_d2_tools.demo import main as demo_main
 from san_d2_tools.visualize_predictions import main as viewer_main
 
@@ -145,9 +146,14 @@ def _video(path, frames=10, size=(48, 64)):
     writer.release()
 
 
-def test_demo_segments_a_video_frame_by_frame(tmp_path, capsys):
+def test_demo_segments_a_video_frame_by_frame(tmp_path, capsys, monkeypatch):
     import cv2
 
+    import san_d2_tools.demo as demo
+
+    strips = []
+    monkeypatch.setattr(demo, "legend_strip",
+                        lambda *args: strips.append(args) or legend_strip(*args))
     _video(tmp_path / "clip.mp4")
     assert demo_main(["--config-file", str(TINY_CONFIG), "--video-input", str(tmp_path / "clip.mp4"),
                       "--vocabulary", "cat,dog", "--output", str(tmp_path / "out"), "--legend",
@@ -160,7 +166,8 @@ def test_demo_segments_a_video_frame_by_frame(tmp_path, capsys):
             break
         frames.append(frame)
     assert len(frames) == 10 and frames[0].shape[1] == 64 * 8  # drawn scaled up, one size
-    assert frames[0].shape[0] > 48 * 8  # with the legend below
+    assert frames[0].shape[0] == 48 * 8 + legend_strip(*strips[0]).shape[0]  # legend below
+    assert len(strips) == 1 and strips[0][0] == 64 * 8  # the legend is built once
     assert not list((tmp_path / "out").glob(".*"))  # written under a temporary name, renamed
 
 

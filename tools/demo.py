@@ -15,6 +15,7 @@ Results keep their inputs' paths below the inputs' common folder (``photos/a/x.j
 never written into a folder that holds inputs.
 """
 import argparse
+import functools
 import logging
 import sys
 from pathlib import Path
@@ -34,8 +35,8 @@ from san_d2.utils.cli import (add_debug_argument, argument_type, collect_images,
                               positive_int, run_reporting_errors)
 from san_d2.utils.video import (check_live_view, frame_count, read_frames, show_stream,
                                 video_fps, write_video)
-from san_d2.utils.visualization import (add_legend, class_colors, draw_proposals,
-                                        draw_segmentation, save_image)
+from san_d2.utils.visualization import (class_colors, draw_proposals, draw_segmentation,
+                                        legend_strip, save_image)
 
 logger = logging.getLogger("san_d2.demo")
 
@@ -135,13 +136,17 @@ def _frame_drawer(predictor: SANPredictor, classes, num_user: int, args):
     """RGB frame -> its drawing (a legend of the whole vocabulary keeps frames one size)."""
     names = class_names(classes)
     colors = class_colors(names[:num_user])
+    strip = functools.lru_cache(maxsize=1)(
+        lambda width: legend_strip(width, names[:num_user], colors))  # built once per width
 
     def draw(frame: np.ndarray) -> np.ndarray:
         result = predictor.predict(frame, classes, unknown_threshold=args.unknown_threshold,
                                    unknown_if_background=args.unknown_if_background or None,
                                    scores=False)
         drawing = draw_segmentation(frame, result.class_map, names, num_user)
-        return add_legend(drawing, names[:num_user], colors) if args.legend else drawing
+        if not args.legend:
+            return drawing
+        return np.concatenate([drawing, strip(drawing.shape[1])], axis=0)
 
     return draw
 

@@ -20,7 +20,7 @@ from .io import atomic_write
 
 __all__ = ["READABLE_SIDE", "UNKNOWN_NAME", "class_colors", "drawing_metadata", "readable_scale",
            "draw_label_map", "draw_segmentation", "draw_proposals", "draw_side_by_side",
-           "add_legend", "save_image", "draw_saved_predictions"]
+           "add_legend", "legend_strip", "save_image", "draw_saved_predictions"]
 
 
 # Drawings of pictures smaller than this (longest side, pixels) are scaled up to it first, so
@@ -130,7 +130,12 @@ def draw_label_map(image: np.ndarray, label_map: np.ndarray, metadata: Metadata,
 def add_legend(drawing: np.ndarray, names: Sequence[str], colors: Sequence[Tuple[int, int, int]],
                shares: Optional[Sequence[float]] = None) -> np.ndarray:
     """The drawing with a strip below it: a swatch and the name (and pixel share) per class."""
-    height, width = drawing.shape[:2]
+    return np.concatenate([drawing, legend_strip(drawing.shape[1], names, colors, shares)], axis=0)
+
+
+def legend_strip(width: int, names: Sequence[str], colors: Sequence[Tuple[int, int, int]],
+                 shares: Optional[Sequence[float]] = None) -> np.ndarray:
+    """The (h, width, 3) uint8 legend that :func:`add_legend` puts below a drawing."""
     size = max(12, width // 40)
     font = ImageFont.truetype(font_file_for_names(names), size)
     entries = [f"{name} {100 * share:.1f}%" if shares is not None else name
@@ -156,7 +161,7 @@ def add_legend(drawing: np.ndarray, names: Sequence[str], colors: Sequence[Tuple
             draw.text((x + swatch + gap // 2, y), entry, fill=(0, 0, 0), font=font)
             x += swatch + gap // 2 + int(font.getlength(entry)) + gap
             index += 1
-    return np.concatenate([drawing, np.asarray(strip)], axis=0)
+    return np.asarray(strip)
 
 
 UNKNOWN_NAME = "unknown"
