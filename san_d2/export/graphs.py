@@ -71,13 +71,8 @@ class TextGraph(nn.Module):
         self.classifier = classifier
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        c = self.classifier
         length = tokens.shape[1]
-        x = c.token_embedding(tokens) + c.positional_embedding[:length]
         # CLIP's causal mask (-inf above the diagonal) of this length; slicing the (77, 77)
         # buffer instead would make the exporter single out length 77.
         causal = torch.full((length, length), float("-inf"), device=tokens.device).triu(1)
-        x = c.ln_final(c.transformer(x, attn_mask=causal))
-        end_of_text = tokens.argmax(dim=-1)  # the largest id, its first occurrence
-        x = x.gather(1, end_of_text[:, None, None].expand(-1, 1, x.shape[-1]))[:, 0]
-        return F.normalize(x @ c.text_projection, dim=-1)
+        return F.normalize(self.classifier.encode_token_columns(tokens, causal), dim=-1)

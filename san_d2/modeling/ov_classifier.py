@@ -83,15 +83,18 @@ class OpenVocabClassifier(nn.Module):
     @torch.no_grad()
     def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
         """(N, context_length) token ids -> (N, E) unnormalised text embeddings."""
-        eot = tokens.argmax(dim=-1)
         # Under the causal mask nothing after the last end-of-text token reaches any EOT
         # position, so the padding beyond it is cut (several times faster, same function).
-        length = int(eot.max()) + 1
-        tokens = tokens[:, :length]
-        x = self.token_embedding(tokens) + self.positional_embedding[:length]
-        x = self.transformer(x, attn_mask=self.attn_mask[:length, :length])
-        x = self.ln_final(x)
-        x = x[torch.arange(x.shape[0], device=x.device), eot]
+        length = int(tokens.argmax(dim=-1).max()) + 1
+        return self.encode_token_columns(tokens[:, :length], self.attn_mask[:length, :length])
+
+    def encode_token_columns(self, tokens: torch.Tensor, causal_mask: torch.Tensor) -> torch.Tensor:
+        """(N, L) token ids, L <= context_length, holding every prompt's end-of-text token,
+        and their (L, L) causal mask -> (N, E) unnormalised text embeddings."""
+        x = self.token_embedding(tokens) + self.positional_embedding[:tokens.shape[1]]
+        x = self.ln_final(self.transformer(x, attn_mask=causal_mask))
+        end_of_text = tokens.argmax(dim=-1)  # the largest id, its first occurrence
+        x = x.gather(1, end_of_text[:, None, None].expand(-1, 1, x.shape[-1]))[:, 0]
         return x @ self.text_projection
 
     @torch.no_grad()
