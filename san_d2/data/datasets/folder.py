@@ -17,10 +17,9 @@ import os
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
-from detectron2.data import DatasetCatalog
 from PIL import Image
 
-from .sem_seg import load_paired_sem_seg, register_sem_seg
+from .sem_seg import register_sem_seg
 
 __all__ = ["register_folder_dataset", "register_dataset_file", "check_label_values"]
 
@@ -59,20 +58,13 @@ def register_folder_dataset(name: str, image_root: str, label_root: str, classes
     if not classes or not all(classes) or len(set(classes)) != len(classes):
         raise ValueError(f"Dataset '{name}': the class list must hold distinct non-empty names, "
                          f"got {classes!r}.")
-    hint = f"the folders given for dataset '{name}'"
+    def check_records(records: List[Dict]) -> None:
+        check_label_values(records, len(classes), ignore_label, name)
+
     register_sem_seg(name, image_root, label_root, stuff_classes=classes,
                      ignore_label=ignore_label, gt_ext=label_ext, image_ext=image_ext,
-                     prepare_hint=hint)
-    if not check_labels:
-        return
-
-    def load() -> List[Dict]:
-        records = load_paired_sem_seg(name, image_root, label_root, label_ext, image_ext, hint)
-        check_label_values(records, len(classes), ignore_label, name)
-        return records
-
-    DatasetCatalog.remove(name)
-    DatasetCatalog.register(name, load)
+                     prepare_hint=f"the folders given for dataset '{name}'",
+                     check_records=check_records if check_labels else None)
 
 
 def register_dataset_file(path: str) -> List[str]:

@@ -1,6 +1,6 @@
 """Loading semantic-segmentation datasets in detectron2's format, with checks."""
 import os
-from typing import Dict, List
+from typing import Callable, Dict, List, Optional
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
@@ -52,16 +52,23 @@ def load_paired_sem_seg(dataset_name: str, image_root: str, gt_root: str, gt_ext
 
 def register_sem_seg(name: str, image_root: str, gt_root: str, *, stuff_classes, ignore_label: int,
                      gt_ext: str = "png", image_ext: str = "jpg", prepare_hint: str,
+                     check_records: Optional[Callable[[List[Dict]], None]] = None,
                      **extra_metadata) -> None:
     """Registers a checked semantic-segmentation dataset and its metadata.
 
     A dataset that detectron2 already registered (ADE20K-150) keeps its metadata; only its
-    loader is replaced by the checked one, reading the same folders.
+    loader is replaced by the checked one, reading the same folders. ``check_records``, if
+    given, is called with the records on each load and raises on what it refuses.
     """
+    def load() -> List[Dict]:
+        records = load_paired_sem_seg(name, image_root, gt_root, gt_ext, image_ext, prepare_hint)
+        if check_records is not None:
+            check_records(records)
+        return records
+
     if name in DatasetCatalog.list():
         DatasetCatalog.remove(name)
-    DatasetCatalog.register(name, lambda: load_paired_sem_seg(
-        name, image_root, gt_root, gt_ext, image_ext, prepare_hint))
+    DatasetCatalog.register(name, load)
     previous = MetadataCatalog.get(name).as_dict()
     previous.pop("name", None)
     MetadataCatalog.remove(name)  # metadata values cannot be changed in place
