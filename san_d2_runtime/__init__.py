@@ -9,8 +9,9 @@ numpy, Pillow and onnxruntime (and OpenCV for exports that resize as mmsegmentat
 """
 from .images import read_rgb
 from .manifest import FORMAT_VERSION, ExportFolderError, read_manifest
-from .runtime import SANRuntime, SegmentationResult, check_classes
+from .runtime import SANRuntime, SegmentationResult
 from .tokenizer import ClipTokenizer
+from .vocabulary import check_vocabulary
 
 __all__ = ["SANRuntime", "SegmentationResult", "ClipTokenizer", "ExportFolderError",
-           "FORMAT_VERSION", "read_manifest", "read_rgb", "check_classes"]
+           "FORMAT_VERSION", "read_manifest", "read_rgb", "check_vocabulary"]

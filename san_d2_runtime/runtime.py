@@ -3,7 +3,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Tuple, Union
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -11,11 +11,9 @@ from .images import ImageInput, network_input, read_rgb, resize
 from .manifest import read_manifest
 from .postprocessing import semantic_scores
 from .tokenizer import ClipTokenizer
+from .vocabulary import ClassEntry, check_vocabulary
 
-__all__ = ["SANRuntime", "SegmentationResult", "check_classes", "GRAPH_OPTIMIZATION_LEVELS"]
-
-# A class: a name, or synonyms whose embeddings are averaged (reported by the first name).
-ClassEntry = Union[str, Tuple[str, ...]]
+__all__ = ["SANRuntime", "SegmentationResult", "GRAPH_OPTIMIZATION_LEVELS"]
 
 # onnxruntime's graph optimisation levels by name.
 GRAPH_OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "layout", "all")
@@ -49,33 +47,6 @@ class SegmentationResult:
         words = [f"{name} {100 * share:.1f}%" for name, share in shares.items() if name in named]
         rest = sum(share for name, share in shares.items() if name not in named)
         return ", ".join(words + ([f"other {100 * rest:.1f}%"] if rest else []))
-
-
-def check_classes(vocabulary: Sequence) -> Tuple[ClassEntry, ...]:
-    """Stripped class entries (names, or tuples of synonyms).
-
-    Raises:
-        ValueError: an empty vocabulary, a name that is no non-empty string, or a name given
-            twice.
-    """
-    if isinstance(vocabulary, str) or not isinstance(vocabulary, Sequence) or not vocabulary:
-        raise ValueError(f"The vocabulary must be a non-empty list of class names, got "
-                         f"{vocabulary!r}.")
-    entries, seen = [], {}
-    for position, entry in enumerate(vocabulary):
-        names = [entry] if isinstance(entry, str) else entry
-        if not isinstance(names, Sequence) or not names or not all(
-                isinstance(n, str) and n.strip() for n in names):
-            raise ValueError(f"Vocabulary entry {position} is {entry!r}: a class is a non-empty "
-                             "name, or a non-empty list of them (synonyms).")
-        names = tuple(n.strip() for n in names)
-        for name in names:
-            if name in seen:
-                raise ValueError(f"Class name {name!r} is given twice (entries {seen[name]} and "
-                                 f"{position}): class ids must name distinct classes.")
-            seen[name] = position
-        entries.append(names[0] if isinstance(entry, str) else names)
-    return tuple(entries)
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:
@@ -165,7 +136,7 @@ class SANRuntime:
         """(K, E) class embeddings as san_d2 makes them: each prompt's normalised embedding
         averaged over the templates and normalised; synonyms' averaged and normalised again.
         Cached per vocabulary."""
-        classes = check_classes(vocabulary)
+        classes = check_vocabulary(vocabulary)
         cached = self._embeddings.get(classes)
         if cached is None:
             names = [n for entry in classes for n in ((entry,) if isinstance(entry, str) else entry)]
@@ -192,7 +163,7 @@ class SANRuntime:
             clock.append(time.perf_counter())
             self.last_timings[step] = clock[-1] - clock[-2]
 
-        classes = check_classes(vocabulary)
+        classes = check_vocabulary(vocabulary)
         embeddings = self.text_embeddings(classes)
         lap("text embeddings")
         rgb = read_rgb(image)

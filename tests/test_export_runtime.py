@@ -20,7 +20,7 @@ import pytest
 import torch
 from PIL import Image
 
-from san_d2_runtime import ClipTokenizer, ExportFolderError, SANRuntime, check_classes, read_rgb
+from san_d2_runtime import ClipTokenizer, ExportFolderError, SANRuntime, check_vocabulary, read_rgb
 from san_d2_runtime.images import resize
 from san_d2_runtime.manifest import FORMAT_VERSION, MANIFEST_FILE
 from san_d2_runtime.postprocessing import semantic_scores as runtime_scores
@@ -158,8 +158,8 @@ def test_exportable_adaptive_max_pool_gives_the_same_maxima(out_size, monkeypatc
 def test_vocabulary_errors():
     for bad in ([], "sky", ["sky", " "], ["sky", "sky "], [["a", "b"], "b"], [[]]):
         with pytest.raises(ValueError):
-            check_classes(bad)
-    assert check_classes([" sky ", ["car", "automobile"]]) == ("sky", ("car", "automobile"))
+            check_vocabulary(bad)
+    assert check_vocabulary([" sky ", ["car", "automobile"]]) == ("sky", ("car", "automobile"))
 
 
 def test_unreadable_images(tmp_path):
