@@ -11,6 +11,8 @@ from typing import Any, Dict, Tuple, Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .sizes import mmseg_shortest_edge_size
+
 __all__ = ["ImageInput", "read_rgb", "resized_size", "resize", "network_input"]
 
 ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray]
@@ -99,18 +101,7 @@ def _detectron2_size(height: int, width: int, short: int, longest: int) -> Tuple
     return int(size[0] + 0.5), int(size[1] + 0.5)
 
 
-def _mmseg_size(height: int, width: int, short: int, longest: int) -> Tuple[int, int]:
-    """mmseg's ``ResizeShortestEdge`` target handed to mmcv's ``rescale_size`` (keep ratio)."""
-    scale = short / min(height, width)
-    target = [short, scale * width] if height < width else [scale * height, short]
-    if max(target) > longest:
-        target = [t * (longest / max(target)) for t in target]
-    bounds = (int(target[1] + 0.5), int(target[0] + 0.5))  # (w, h), as mmseg passes it
-    factor = min(max(bounds) / max(height, width), min(bounds) / min(height, width))
-    return int(height * factor + 0.5), int(width * factor + 0.5)
-
-
-_SIZE_RULES = {"detectron2": _detectron2_size, "mmseg": _mmseg_size}
+_SIZE_RULES = {"detectron2": _detectron2_size, "mmseg": mmseg_shortest_edge_size}
 
 
 def resized_size(height: int, width: int, rule: Dict[str, Any]) -> Tuple[int, int]:
