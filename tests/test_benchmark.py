@@ -2,6 +2,7 @@
 import json
 
 import pytest
+import torch
 
 from san_d2_tools.benchmark import main
 
@@ -72,3 +73,55 @@ def test_labels_only_times_the_labels_path(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["--config-file", str(TINY_CONFIG), "--train", "--labels-only"])
     assert "--labels-only is for inference" in capsys.readouterr().err
+
+
+class _AttentionToy(torch.nn.Module):
+    """A linear layer (addmm), a product (mm) and unmasked attention over 4 heads."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(64, 96)
+        self.register_buffer("out", torch.randn(96, 8))
+
+    def forward(self, inputs):
+        x = self.linear(inputs[0]["x"])  # (200, 96)
+        heads = x.view(1, 200, 4, 24).transpose(1, 2)
+        attended = torch.nn.functional.scaled_dot_product_attention(heads, heads, heads)
+        return (attended.transpose(1, 2).reshape(200, 96).relu() @ self.out).sum()
+
+
+def test_op_account_counts_each_kernel_by_its_shapes():
+    from san_d2.utils.op_account import format_op_account, op_account
+
+    account = op_account(_AttentionToy().eval(), [{"x": torch.randn(200, 64)}],
+                         matmul_flops_per_second=1e11, calls=2)
+    products = 2 * 200 * 64 * 96 + 2 * 200 * 96 * 8  # the linear layer, then the product
+    assert account["products"]["gflop"] == pytest.approx(products / 1e9)
+    # Q K^T and the weights times V: 2 x (4 heads x 200 queries x 200 keys x 24) each.
+    assert account["attention"]["gflop"] == pytest.approx(4 * 4 * 200 * 200 * 24 / 1e9)
+    assert account["floor_seconds"] == pytest.approx(
+        (account["products"]["gflop"] + account["attention"]["gflop"]) * 1e9 / 1e11)
+    ops = {row["op"]: row for row in account["largest"]}
+    assert set(ops) == {"addmm", "mm", "_scaled_dot_product_flash_attention_for_cpu"}
+    assert ops["addmm"]["calls"] == 1 and ops["addmm"]["shapes"] == "[[96], [200, 64], [64, 96]]"
+    assert all(row["seconds"] > 0 and row["seconds_alone"] > 0 for row in ops.values())
+    assert account["other_seconds"] > 0  # the view, transposes, relu and sum
+    assert account["seconds_if_alone"] == pytest.approx(
+        account["products"]["seconds_alone"] + account["attention"]["seconds_alone"]
+        + account["other_seconds"])
+    assert account["seconds_per_call"] == pytest.approx(
+        account["products"]["seconds"] + account["attention"]["seconds"] + account["other_seconds"])
+    assert "products" in format_op_account(account)
+
+
+def test_op_account_from_the_command(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert main(["--config-file", str(TINY_CONFIG), "--device", "cpu", "--size", "96",
+                 "--vocab", "5", "--runs", "1", "--op-account", "--json", str(out)]) == 0
+    account = json.loads(out.read_text())["op_account"]
+    assert account["products"]["gflop"] > 0 and account["attention"]["gflop"] > 0
+    assert "largest ops" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["--config-file", str(TINY_CONFIG), "--device", "cpu", "--dtype", "bf16",
+              "--op-account"])
+    assert "--op-account profiles float32 inference on the CPU" in capsys.readouterr().err

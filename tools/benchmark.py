@@ -3,7 +3,8 @@
 
     san-benchmark --config-file san_clip_vit_res4_coco.yaml [--device cpu|cuda] \\
         [--dtype fp32|bf16|fp16] [--compile] [--size 640] [--vocab 171] [--labels-only] \\
-        [--runs 5] [--threads 2] [--json out.json] [--train --batch-size 4 --crop 640]
+        [--runs 5] [--threads 2] [--json out.json] [--op-account] \\
+        [--train --batch-size 4 --crop 640]
     san-benchmark --runtime onnxruntime --export-dir export/ [--ort-optimization all] ...
 
 Builds the model from the config (random weights unless ``--weights``; no download), times
@@ -12,7 +13,9 @@ an earlier run), then whole ``model([input])`` calls, post-processing included: 
 range of seconds per image, images per second, peak memory (RSS on CPU, CUDA max allocated on
 GPU), the time in each stage, the FLOPs of a call with the device's measured matmul rate and
 the floor they give, and for a fast mode (``--dtype bf16|fp16``, ``--compile``) how far the
-outputs are from plain float32. ``--train`` times optimizer steps instead.
+outputs are from plain float32. ``--op-account`` adds where a float32 CPU call's time goes,
+op by op, against each matrix product and attention shape run alone (see
+``san_d2.utils.op_account``). ``--train`` times optimizer steps instead.
 ``--runtime onnxruntime`` times ``san_d2_runtime.SANRuntime.predict`` on an export folder
 (``san-export-onnx``) instead, in a process without torch, with the same image and vocabulary.
 """
@@ -82,6 +85,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--labels-only", action="store_true",
                         help="inference: ask for arg-max labels instead of per-class scores, "
                              "as evaluation, the demo and the app do")
+    parser.add_argument("--op-account", action="store_true",
+                        help="inference, CPU, fp32: also profile a call op by op and replay "
+                             "each matrix product and attention shape alone")
     parser.add_argument("--runs", type=positive_int, default=5, help="timed calls or steps")
     parser.add_argument("--threads", type=positive_int, default=None,
                         help="torch CPU threads (default: torch's choice)")
@@ -128,7 +134,8 @@ def run(args) -> int:
                                      dtype=args.dtype)
     else:
         results = inference_report(cfg, weights=args.weights, size=args.size, vocab=args.vocab,
-                                   runs=args.runs, labels_only=args.labels_only)
+                                   runs=args.runs, labels_only=args.labels_only,
+                                   with_op_account=args.op_account)
     results.update(config=args.config_file, dtype=args.dtype, compiled=args.compile,
                    size=args.size, vocab=args.vocab, **environment(cfg.MODEL.DEVICE))
     return _report(results, args)
@@ -145,6 +152,10 @@ def main(argv=None) -> int:
         parser.error("--runtime onnxruntime needs --export-dir, and times inference only.")
     if args.labels_only and (args.train or args.runtime == "onnxruntime"):
         parser.error("--labels-only is for inference with --runtime torch.")
+    if args.op_account and (args.train or args.runtime == "onnxruntime" or args.device != "cpu"
+                            or args.dtype != "fp32" or args.compile):
+        parser.error("--op-account profiles float32 inference on the CPU with --runtime torch "
+                     "(no --train, --dtype, --compile or --device cuda).")
     return run_reporting_errors(lambda: run(args), args.debug)
 
 

@@ -26,6 +26,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from ..checkpoint import SANCheckpointer
 from ..data import load_labelset
 from ..modeling.san import AUTOCAST_DTYPES, autocast_context
+from .op_account import format_op_account, op_account
 
 __all__ = ["MAX_VOCABULARY", "STAGES", "StageTimer", "benchmark_inference", "benchmark_training", "segment",
            "deviation", "count_flops", "matmul_flops_per_second", "build_benchmark_model",
@@ -243,11 +244,12 @@ def build_benchmark_model(cfg, weights: str = ""):
 
 
 def inference_report(cfg, *, weights: str, size: int, vocab: int, runs: int,
-                     labels_only: bool = False) -> Dict:
+                     labels_only: bool = False, with_op_account: bool = False) -> Dict:
     """Timings of the model as configured; for a fast mode (``MODEL.SAN.INFERENCE_DTYPE``
     other than fp32, or ``MODEL.SAN.COMPILE``) the deviation from a plain float32 model with
-    the same weights; and the FLOP floor (FLOPs over the measured matmul rate) with the
-    median's and the fastest call's ratios to it."""
+    the same weights; the FLOP floor (FLOPs over the measured matmul rate) with the median's
+    and the fastest call's ratios to it; and, ``with_op_account``, the plain model's
+    :func:`~san_d2.utils.op_account.op_account` (CPU)."""
     dtype_name = cfg.MODEL.SAN.INFERENCE_DTYPE
     model = build_benchmark_model(cfg, weights).eval()
     results = benchmark_inference(model, size=size, vocab=vocab, runs=runs,
@@ -268,6 +270,9 @@ def inference_report(cfg, *, weights: str, size: int, vocab: int, runs: int,
                    floor_seconds_per_image=floor,
                    floor_ratio=results["seconds_per_image_median"] / floor,
                    floor_ratio_fastest=results["seconds_min"] / floor)
+    if with_op_account:
+        results["op_account"] = op_account(plain, _benchmark_inputs(size, vocab, labels_only),
+                                           matmul_flops_per_second=rate)
     return results
 
 
@@ -330,7 +335,10 @@ def environment(device: str) -> Dict:
 def format_results(results: Dict) -> str:
     """A two-column table of the measures, with the stages indented."""
     rows = [[k, f"{v:.4g}" if isinstance(v, float) else v] for k, v in results.items()
-            if k != "stages_seconds"]
+            if k not in ("stages_seconds", "op_account")]
     for stage, value in results.get("stages_seconds", {}).items():
         rows.append([f"  {stage}", f"{value:.4g} s"])
-    return tabulate(rows, headers=["measure", "value"])
+    table = tabulate(rows, headers=["measure", "value"])
+    if "op_account" in results:
+        table += "\n\n" + format_op_account(results["op_account"])
+    return table
