@@ -1,5 +1,6 @@
 """The benchmark command reports what it promises (tiny model, CPU)."""
 import json
+import time
 
 import pytest
 import torch
@@ -125,3 +126,44 @@ def test_op_account_from_the_command(tmp_path, capsys):
         main(["--config-file", str(TINY_CONFIG), "--device", "cpu", "--dtype", "bf16",
               "--op-account"])
     assert "--op-account profiles float32 inference on the CPU" in capsys.readouterr().err
+
+
+def test_batches_are_timed_per_image(tmp_path, monkeypatch):
+    from san_d2 import get_san_cfg
+    from san_d2.utils import benchmark
+
+    cfg = get_san_cfg(str(TINY_CONFIG), ["MODEL.DEVICE", "cpu"])
+    model = benchmark.build_benchmark_model(cfg).eval()
+    calls = []
+    forward = model.forward
+
+    def timed_forward(inputs):
+        start = time.perf_counter()
+        outputs = forward(inputs)
+        calls.append((len(inputs), time.perf_counter() - start))
+        return outputs
+
+    monkeypatch.setattr(model, "forward", timed_forward)
+    result = benchmark.benchmark_inference(model, size=64, vocab=5, runs=3, batch=3)
+    assert [n for n, _ in calls] == [3] * 4 and result["batch_size"] == 3
+    timed = sorted(seconds for _, seconds in calls[1:])  # the first call is timed apart
+    assert result["seconds_per_image_median"] == pytest.approx(timed[1] / 3, rel=0.2)
+    assert result["images_per_second"] == pytest.approx(1 / result["seconds_per_image_median"])
+    images = [x["image"] for x in benchmark._benchmark_inputs(64, 5, batch=3)]
+    assert torch.equal(images[0], benchmark._benchmark_inputs(64, 5)[0]["image"])
+    assert not torch.equal(images[0], images[1])  # three different pictures
+
+
+def test_against_cpu_compares_with_the_same_weights_on_the_cpu(capsys):
+    from san_d2 import get_san_cfg
+    from san_d2.utils.benchmark import build_benchmark_model, cpu_deviation
+
+    cfg = get_san_cfg(str(TINY_CONFIG), ["MODEL.DEVICE", "cpu"])
+    model = build_benchmark_model(cfg).eval()
+    assert cpu_deviation(model, cfg, weights="", size=64, vocab=5) == {
+        "max_abs_diff_vs_cpu": 0.0, "argmax_agreement_vs_cpu": 1.0}
+    torch.nn.init.normal_(model.ov_classifier.bg_embed)  # other weights: no longer the same
+    assert cpu_deviation(model, cfg, weights="", size=64, vocab=5)["max_abs_diff_vs_cpu"] > 0
+    with pytest.raises(SystemExit):
+        main(["--config-file", str(TINY_CONFIG), "--device", "cpu", "--against-cpu"])
+    assert "--against-cpu compares inference on --device cuda" in capsys.readouterr().err

@@ -3,8 +3,8 @@
 
     san-benchmark --config-file san_clip_vit_res4_coco.yaml [--device cpu|cuda] \\
         [--dtype fp32|bf16|fp16] [--compile] [--size 640] [--vocab 171] [--labels-only] \\
-        [--runs 5] [--threads 2] [--json out.json] [--op-account] \\
-        [--train --batch-size 4 --crop 640]
+        [--batch-size 1] [--runs 5] [--threads 2] [--json out.json] [--op-account] \\
+        [--against-cpu] [--train --batch-size 4 --crop 640]
     san-benchmark --runtime onnxruntime --export-dir export/ [--ort-optimization all] ...
 
 Builds the model from the config (random weights unless ``--weights``; no download), times
@@ -15,7 +15,9 @@ GPU), the time in each stage, the FLOPs of a call with the device's measured mat
 the floor they give, and for a fast mode (``--dtype bf16|fp16``, ``--compile``) how far the
 outputs are from plain float32. ``--op-account`` adds where a float32 CPU call's time goes,
 op by op, against each matrix product and attention shape run alone (see
-``san_d2.utils.op_account``). ``--train`` times optimizer steps instead.
+``san_d2.utils.op_account``); ``--against-cpu`` compares a GPU's float32 scores with the CPU's.
+``--batch-size`` images go through each call (figures are per image). ``--train`` times
+optimizer steps instead.
 ``--runtime onnxruntime`` times ``san_d2_runtime.SANRuntime.predict`` on an export folder
 (``san-export-onnx``) instead, in a process without torch, with the same image and vocabulary.
 """
@@ -88,11 +90,16 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--op-account", action="store_true",
                         help="inference, CPU, fp32: also profile a call op by op and replay "
                              "each matrix product and attention shape alone")
+    parser.add_argument("--against-cpu", action="store_true",
+                        help="inference on --device cuda: also compare the float32 scores with "
+                             "the same weights' on the CPU")
     parser.add_argument("--runs", type=positive_int, default=5, help="timed calls or steps")
     parser.add_argument("--threads", type=positive_int, default=None,
                         help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--train", action="store_true", help="time training steps instead")
-    parser.add_argument("--batch-size", type=positive_int, default=4, help="training batch size")
+    parser.add_argument("--batch-size", type=positive_int, default=None,
+                        help="images per call or training step (default: 1 for inference, "
+                             "4 for --train)")
     parser.add_argument("--crop", type=_image_side, default=640, help="training crop side")
     parser.add_argument("--json", default=None, help="also write the results here")
     add_debug_argument(parser)
@@ -130,12 +137,13 @@ def run(args) -> int:
                                          *args.opts])
     if args.train:
         results = benchmark_training(build_benchmark_model(cfg, args.weights), cfg,
-                                     batch_size=args.batch_size, crop=args.crop, runs=args.runs,
-                                     dtype=args.dtype)
+                                     batch_size=args.batch_size or 4, crop=args.crop,
+                                     runs=args.runs, dtype=args.dtype)
     else:
         results = inference_report(cfg, weights=args.weights, size=args.size, vocab=args.vocab,
                                    runs=args.runs, labels_only=args.labels_only,
-                                   with_op_account=args.op_account)
+                                   batch=args.batch_size or 1, with_op_account=args.op_account,
+                                   against_cpu=args.against_cpu)
     results.update(config=args.config_file, dtype=args.dtype, compiled=args.compile,
                    size=args.size, vocab=args.vocab, **environment(cfg.MODEL.DEVICE))
     return _report(results, args)
@@ -156,6 +164,10 @@ def main(argv=None) -> int:
                             or args.dtype != "fp32" or args.compile):
         parser.error("--op-account profiles float32 inference on the CPU with --runtime torch "
                      "(no --train, --dtype, --compile or --device cuda).")
+    if args.against_cpu and (args.train or args.runtime == "onnxruntime" or args.device != "cuda"):
+        parser.error("--against-cpu compares inference on --device cuda with the CPU.")
+    if args.batch_size and args.batch_size > 1 and args.runtime == "onnxruntime":
+        parser.error("--runtime onnxruntime times one image per call (no --batch-size).")
     return run_reporting_errors(lambda: run(args), args.debug)
 
 

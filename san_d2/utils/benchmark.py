@@ -29,7 +29,7 @@ from ..modeling.san import AUTOCAST_DTYPES, autocast_context
 from .op_account import format_op_account, op_account
 
 __all__ = ["MAX_VOCABULARY", "STAGES", "StageTimer", "benchmark_inference", "benchmark_training", "segment",
-           "deviation", "count_flops", "matmul_flops_per_second", "build_benchmark_model",
+           "deviation", "cpu_deviation", "count_flops", "matmul_flops_per_second", "build_benchmark_model",
            "inference_report", "onnxruntime_report", "environment", "format_results"]
 
 STAGES = {
@@ -100,23 +100,27 @@ def _peak_memory_gb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
-def _benchmark_inputs(size: int, vocab: int, labels_only: bool = False) -> List[Dict]:
+def _benchmark_inputs(size: int, vocab: int, labels_only: bool = False,
+                      batch: int = 1) -> List[Dict]:
     generator = torch.Generator().manual_seed(0)
-    image = torch.randint(0, 256, (3, size, size), dtype=torch.uint8, generator=generator)
-    return [{"image": image, "vocabulary": _vocabulary(vocab), "labels_only": labels_only}]
+    vocabulary = _vocabulary(vocab)
+    return [{"image": torch.randint(0, 256, (3, size, size), dtype=torch.uint8,
+                                    generator=generator),
+             "vocabulary": vocabulary, "labels_only": labels_only} for _ in range(batch)]
 
 
 def benchmark_inference(model, *, size: int, vocab: int, runs: int,
-                        labels_only: bool = False) -> Dict:
-    """Times ``runs`` calls on one size x size image after a separately timed first call;
-    ``labels_only`` asks for the arg-max labels instead of the scores (see ``SAN``).
+                        labels_only: bool = False, batch: int = 1) -> Dict:
+    """Times ``runs`` calls on ``batch`` size x size images after a separately timed first
+    call; ``labels_only`` asks for the arg-max labels instead of the scores (see ``SAN``).
 
     The model runs as configured (``MODEL.SAN.INFERENCE_DTYPE``); returns a dict of the
-    measurements, with the time per stage and how many prompts the first call encoded (0 when
-    the vocabulary's text embeddings were persisted by an earlier run).
+    measurements per image (a call's time over ``batch``), with the time per stage and how
+    many prompts the first call encoded (0 when the vocabulary's text embeddings were
+    persisted by an earlier run).
     """
     device = model.device
-    inputs = _benchmark_inputs(size, vocab, labels_only)
+    inputs = _benchmark_inputs(size, vocab, labels_only, batch)
     timer = StageTimer(model, device)
     prompts_before = model.ov_classifier.num_prompts_encoded
     with torch.inference_mode():
@@ -131,15 +135,15 @@ def benchmark_inference(model, *, size: int, vocab: int, runs: int,
             start = time.perf_counter()
             model(inputs)
             _sync(device)
-            seconds.append(time.perf_counter() - start)
+            seconds.append((time.perf_counter() - start) / batch)
             for stage in STAGES:
-                stages[stage].append(timer.totals[stage])
+                stages[stage].append(timer.totals[stage] / batch)
     timer.remove()
     median = statistics.median(seconds)
     breakdown = {stage: statistics.median(values) for stage, values in stages.items()}
     breakdown["pre/post-processing"] = median - sum(breakdown.values())
     return {"seconds_per_image_median": median, "seconds_min": min(seconds),
-            "seconds_max": max(seconds), "images_per_second": 1.0 / median,
+            "seconds_max": max(seconds), "images_per_second": 1.0 / median, "batch_size": batch,
             "first_call_seconds": first_call,
             "first_call_prompts_encoded": model.ov_classifier.num_prompts_encoded - prompts_before,
             "peak_memory_gb": _peak_memory_gb(device), "stages_seconds": breakdown, "runs": runs,
@@ -152,11 +156,24 @@ def segment(model, *, size: int, vocab: int) -> torch.Tensor:
         return model(_benchmark_inputs(size, vocab))[0]["sem_seg"]
 
 
-def deviation(fast: torch.Tensor, exact: torch.Tensor) -> Dict:
+def deviation(fast: torch.Tensor, exact: torch.Tensor, against: str = "fp32") -> Dict:
     """Max abs difference of two (K, H, W) score maps and the share of pixels whose arg-max
-    class agrees."""
-    return {"max_abs_diff_vs_fp32": (fast - exact).abs().max().item(),
-            "argmax_agreement_vs_fp32": (fast.argmax(0) == exact.argmax(0)).float().mean().item()}
+    class agrees, named ``..._vs_<against>``."""
+    exact = exact.to(fast.device)
+    return {f"max_abs_diff_vs_{against}": (fast - exact).abs().max().item(),
+            f"argmax_agreement_vs_{against}":
+                (fast.argmax(0) == exact.argmax(0)).float().mean().item()}
+
+
+def cpu_deviation(model, cfg, *, weights: str, size: int, vocab: int) -> Dict:
+    """:func:`deviation` of a float32 ``model``'s scores from those of the same weights in
+    float32 on the CPU."""
+    cpu_cfg = cfg.clone()
+    cpu_cfg.defrost()
+    cpu_cfg.merge_from_list(["MODEL.DEVICE", "cpu", "MODEL.SAN.INFERENCE_DTYPE", "fp32",
+                             "MODEL.SAN.COMPILE", False])
+    on_cpu = segment(build_benchmark_model(cpu_cfg, weights).eval(), size=size, vocab=vocab)
+    return deviation(segment(model, size=size, vocab=vocab), on_cpu, against="cpu")
 
 
 @contextlib.contextmanager
@@ -244,16 +261,18 @@ def build_benchmark_model(cfg, weights: str = ""):
 
 
 def inference_report(cfg, *, weights: str, size: int, vocab: int, runs: int,
-                     labels_only: bool = False, with_op_account: bool = False) -> Dict:
-    """Timings of the model as configured; for a fast mode (``MODEL.SAN.INFERENCE_DTYPE``
-    other than fp32, or ``MODEL.SAN.COMPILE``) the deviation from a plain float32 model with
-    the same weights; the FLOP floor (FLOPs over the measured matmul rate) with the median's
-    and the fastest call's ratios to it; and, ``with_op_account``, the plain model's
-    :func:`~san_d2.utils.op_account.op_account` (CPU)."""
+                     labels_only: bool = False, batch: int = 1, with_op_account: bool = False,
+                     against_cpu: bool = False) -> Dict:
+    """Timings of the model as configured, ``batch`` images per call; for a fast mode
+    (``MODEL.SAN.INFERENCE_DTYPE`` other than fp32, or ``MODEL.SAN.COMPILE``) the deviation
+    from a plain float32 model with the same weights; the FLOP floor (FLOPs per image over the
+    measured matmul rate) with the median's and the fastest call's ratios to it;
+    ``with_op_account``, the plain model's :func:`~san_d2.utils.op_account.op_account` (CPU);
+    ``against_cpu``, the plain model's :func:`cpu_deviation` (for a GPU)."""
     dtype_name = cfg.MODEL.SAN.INFERENCE_DTYPE
     model = build_benchmark_model(cfg, weights).eval()
     results = benchmark_inference(model, size=size, vocab=vocab, runs=runs,
-                                  labels_only=labels_only)
+                                  labels_only=labels_only, batch=batch)
     plain = model
     if dtype_name != "fp32" or cfg.MODEL.SAN.COMPILE:
         fast = segment(model, size=size, vocab=vocab)
@@ -270,9 +289,11 @@ def inference_report(cfg, *, weights: str, size: int, vocab: int, runs: int,
                    floor_seconds_per_image=floor,
                    floor_ratio=results["seconds_per_image_median"] / floor,
                    floor_ratio_fastest=results["seconds_min"] / floor)
+    if against_cpu:
+        results.update(cpu_deviation(plain, cfg, weights=weights, size=size, vocab=vocab))
     if with_op_account:
-        results["op_account"] = op_account(plain, _benchmark_inputs(size, vocab, labels_only),
-                                           matmul_flops_per_second=rate)
+        inputs = _benchmark_inputs(size, vocab, labels_only, batch)
+        results["op_account"] = op_account(plain, inputs, matmul_flops_per_second=rate)
     return results
 
 
