@@ -10,8 +10,11 @@ import cv2
 import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.catalog import Metadata
+import matplotlib.colors as mplc
 from detectron2.utils.colormap import colormap
-from detectron2.utils.visualizer import Visualizer
+from detectron2.utils.visualizer import _LARGE_MASK_AREA_THRESH, _OFF_WHITE, GenericMask, Visualizer
+from matplotlib.patches import PathPatch
+from matplotlib.path import Path as MplPath
 from PIL import Image, ImageDraw, ImageFont
 
 from ..evaluation.predictions import predictions_to_label_maps
@@ -111,20 +114,100 @@ def _over_picture(output, picture: np.ndarray, band_rows: int = 256) -> np.ndarr
     return result
 
 
+def _median_of_counts(counts: np.ndarray) -> float:
+    """The median of a multiset given as ``counts[v]`` copies of each value v, as
+    ``np.median`` gives it (the mean of the two middle values for an even size)."""
+    ends = np.cumsum(counts)
+    lower, upper = np.searchsorted(ends, [(ends[-1] - 1) // 2, ends[-1] // 2], side="right")
+    return (lower + upper) / 2
+
+
+def _label_centers(binary_mask: np.ndarray) -> List[Tuple[float, float]]:
+    """(x, y) where detectron2's ``draw_binary_mask`` writes a mask's name: the median of
+    the pixel coordinates of its largest connected component and of every component over
+    ``_LARGE_MASK_AREA_THRESH`` pixels. Taken from per-row and per-column counts instead of
+    the coordinates of every pixel (16 bytes a pixel: 1.3 GB for a 6000 x 4000 region)."""
+    count, components, stats, _ = cv2.connectedComponentsWithStats(binary_mask, connectivity=8)
+    if count < 2:
+        return []
+    largest = int(np.argmax(stats[1:, cv2.CC_STAT_AREA])) + 1
+    centers = []
+    for component in range(1, count):
+        if component != largest and stats[component, cv2.CC_STAT_AREA] <= _LARGE_MASK_AREA_THRESH:
+            continue
+        left, top, width, height = stats[component, :4]
+        inside = components[top:top + height, left:left + width] == component
+        centers.append((left + _median_of_counts(inside.sum(axis=0)),
+                        top + _median_of_counts(inside.sum(axis=1))))
+    return centers
+
+
+def _draw_region(visualizer: Visualizer, binary_mask: np.ndarray, color, *, text: str,
+                 alpha: float, edge_color=None) -> None:
+    """``visualizer.draw_binary_mask(binary_mask, color, edge_color=..., text=..., alpha=...)``
+    in less memory: a mask with holes is filled as one path of its outlines, with its edges,
+    where detectron2 overlays a float32 RGBA picture of the whole image for it (384 MB for
+    6000 x 4000, kept until the figure is drawn); names are placed by :func:`_label_centers`.
+    Masks without holes are drawn exactly as detectron2 draws them."""
+    polygons, has_holes = GenericMask(binary_mask, *binary_mask.shape).mask_to_polygons(
+        binary_mask)
+    if not polygons:
+        return
+    if has_holes:
+        _draw_outlines(visualizer, polygons, color, edge_color=edge_color, alpha=alpha)
+    else:
+        for polygon in polygons:
+            visualizer.draw_polygon(polygon.reshape(-1, 2), color, edge_color=edge_color,
+                                    alpha=alpha)
+    name_color = visualizer._change_color_brightness(color, brightness_factor=0.7)
+    for center in _label_centers(binary_mask):
+        visualizer.draw_text(text, center, color=name_color)
+
+
+def _draw_outlines(visualizer: Visualizer, polygons: Sequence[np.ndarray], color, *,
+                   edge_color, alpha: float) -> None:
+    """Fills the region the closed ``polygons`` bound (OpenCV traces holes against the outer
+    boundaries, so the nonzero rule leaves them empty), styled as ``draw_polygon`` would."""
+    points = [polygon.reshape(-1, 2) for polygon in polygons]
+    codes = [np.full(len(p) + 1, MplPath.LINETO, dtype=MplPath.code_type) for p in points]
+    for code in codes:
+        code[0], code[-1] = MplPath.MOVETO, MplPath.CLOSEPOLY
+    path = MplPath(np.concatenate([np.vstack([p, p[:1]]) for p in points]), np.concatenate(codes))
+    if edge_color is None:
+        edge_color = color if alpha <= 0.8 else visualizer._change_color_brightness(color, -0.7)
+    visualizer.output.ax.add_patch(PathPatch(
+        path, fill=True, facecolor=mplc.to_rgb(color) + (alpha,),
+        edgecolor=mplc.to_rgb(edge_color) + (1,),
+        linewidth=max(visualizer._default_font_size // 15 * visualizer.output.scale, 1)))
+
+
+def _draw_label_regions(visualizer: Visualizer, label_map: np.ndarray, alpha: float) -> None:
+    """The regions of ``visualizer.draw_sem_seg``: classes from the largest down (in its
+    order), in the metadata's colours, edges off-white, drawn by :func:`_draw_region`; values
+    outside the classes stay undrawn."""
+    metadata = visualizer.metadata
+    num_classes = len(metadata.stuff_classes)
+    label_map = np.where((label_map >= 0) & (label_map < num_classes), label_map, num_classes)
+    labels, areas = np.unique(label_map, return_counts=True)
+    for label in labels[np.argsort(-areas)]:
+        if label < num_classes:
+            color = tuple(c / 255 for c in metadata.stuff_colors[label])
+            _draw_region(visualizer, (label_map == label).astype(np.uint8), color,
+                         text=metadata.stuff_classes[label], alpha=alpha, edge_color=_OFF_WHITE)
+
+
 def draw_label_map(image: np.ndarray, label_map: np.ndarray, metadata: Metadata,
                    alpha: float = 0.5) -> np.ndarray:
     """RGB overlay of a (H, W) label map with the class names, which stay inside the picture;
     values outside the classes stay undrawn. Small pictures are drawn scaled up (see
     :func:`readable_scale`)."""
     image, label_map = _upscaled(image, label_map.astype(np.int32))
-    num_classes = len(metadata.stuff_classes)
-    shown = np.where((label_map >= 0) & (label_map < num_classes), label_map, num_classes)
     with fonts_for_names(metadata.stuff_classes):
         visualizer = Visualizer(image, metadata)
         _remove_picture(visualizer.output)
-        output = visualizer.draw_sem_seg(shown, alpha=alpha)
-        _keep_labels_inside(output)
-        return _over_picture(output, image)
+        _draw_label_regions(visualizer, label_map, alpha)
+        _keep_labels_inside(visualizer.output)
+        return _over_picture(visualizer.output, image)
 
 
 def add_legend(drawing: np.ndarray, names: Sequence[str], colors: Sequence[Tuple[int, int, int]],
@@ -206,8 +289,7 @@ def draw_proposals(image: np.ndarray, masks: np.ndarray, labels: Sequence[str],
     with fonts_for_names(labels):
         for i, (mask, label) in enumerate(zip(masks, labels)):
             color = tuple(c / 255 for c in _PALETTE[i % len(_PALETTE)])
-            visualizer.draw_binary_mask(np.asarray(mask, np.uint8), color=color, text=label,
-                                        alpha=alpha)
+            _draw_region(visualizer, np.asarray(mask, np.uint8), color, text=label, alpha=alpha)
         _keep_labels_inside(visualizer.output)
         return _over_picture(visualizer.output, image)
 
