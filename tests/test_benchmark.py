@@ -154,16 +154,29 @@ def test_batches_are_timed_per_image(tmp_path, monkeypatch):
     assert not torch.equal(images[0], images[1])  # three different pictures
 
 
-def test_against_cpu_compares_with_the_same_weights_on_the_cpu(capsys):
+def test_against_cpu_compares_with_the_same_weights_on_the_cpu(tmp_path, capsys, monkeypatch):
     from san_d2 import get_san_cfg
-    from san_d2.utils.benchmark import build_benchmark_model, cpu_deviation
+    from san_d2.utils import benchmark
 
-    cfg = get_san_cfg(str(TINY_CONFIG), ["MODEL.DEVICE", "cpu"])
-    model = build_benchmark_model(cfg).eval()
-    assert cpu_deviation(model, cfg, weights="", size=64, vocab=5) == {
+    cache = tmp_path / "text"
+    cfg = get_san_cfg(str(TINY_CONFIG), ["MODEL.DEVICE", "cpu",
+                                         "MODEL.SAN.TEXT_EMBEDDING_CACHE", str(cache)])
+    assert benchmark.cpu_deviation(cfg, weights="", size=64, vocab=5) == {
         "max_abs_diff_vs_cpu": 0.0, "argmax_agreement_vs_cpu": 1.0}
-    torch.nn.init.normal_(model.ov_classifier.bg_embed)  # other weights: no longer the same
-    assert cpu_deviation(model, cfg, weights="", size=64, vocab=5)["max_abs_diff_vs_cpu"] > 0
+    assert not cache.exists()  # each side encoded its own prompts, none were persisted
+    built = []
+    build = benchmark.build_benchmark_model
+
+    def build_first_with_other_weights(*args):
+        model = build(*args)
+        if not built:
+            torch.nn.init.normal_(model.ov_classifier.bg_embed)
+        built.append(model)
+        return model
+
+    monkeypatch.setattr(benchmark, "build_benchmark_model", build_first_with_other_weights)
+    assert benchmark.cpu_deviation(cfg, weights="", size=64, vocab=5)["max_abs_diff_vs_cpu"] > 0
+    assert len(built) == 2
     with pytest.raises(SystemExit):
         main(["--config-file", str(TINY_CONFIG), "--device", "cpu", "--against-cpu"])
     assert "--against-cpu compares inference on --device cuda" in capsys.readouterr().err

@@ -18,6 +18,7 @@ from typing import Dict, List
 
 import numpy as np
 import torch
+from detectron2.config import CfgNode
 from detectron2.modeling import build_model
 from tabulate import tabulate
 from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -115,9 +116,9 @@ def benchmark_inference(model, *, size: int, vocab: int, runs: int,
     call; ``labels_only`` asks for the arg-max labels instead of the scores (see ``SAN``).
 
     The model runs as configured (``MODEL.SAN.INFERENCE_DTYPE``); returns a dict of the
-    measurements per image (a call's time over ``batch``), with the time per stage and how
-    many prompts the first call encoded (0 when the vocabulary's text embeddings were
-    persisted by an earlier run).
+    times per image (a call's time over ``batch``), with the time per stage, and the whole
+    first call's time, how many prompts it encoded (0 when the vocabulary's text embeddings
+    were persisted by an earlier run) and the process's peak memory.
     """
     device = model.device
     inputs = _benchmark_inputs(size, vocab, labels_only, batch)
@@ -156,7 +157,7 @@ def segment(model, *, size: int, vocab: int) -> torch.Tensor:
         return model(_benchmark_inputs(size, vocab))[0]["sem_seg"]
 
 
-def deviation(fast: torch.Tensor, exact: torch.Tensor, against: str = "fp32") -> Dict:
+def deviation(fast: torch.Tensor, exact: torch.Tensor, *, against: str = "fp32") -> Dict:
     """Max abs difference of two (K, H, W) score maps and the share of pixels whose arg-max
     class agrees, named ``..._vs_<against>``."""
     exact = exact.to(fast.device)
@@ -165,15 +166,25 @@ def deviation(fast: torch.Tensor, exact: torch.Tensor, against: str = "fp32") ->
                 (fast.argmax(0) == exact.argmax(0)).float().mean().item()}
 
 
-def cpu_deviation(model, cfg, *, weights: str, size: int, vocab: int) -> Dict:
-    """:func:`deviation` of a float32 ``model``'s scores from those of the same weights in
-    float32 on the CPU."""
-    cpu_cfg = cfg.clone()
-    cpu_cfg.defrost()
-    cpu_cfg.merge_from_list(["MODEL.DEVICE", "cpu", "MODEL.SAN.INFERENCE_DTYPE", "fp32",
-                             "MODEL.SAN.COMPILE", False])
-    on_cpu = segment(build_benchmark_model(cpu_cfg, weights).eval(), size=size, vocab=vocab)
-    return deviation(segment(model, size=size, vocab=vocab), on_cpu, against="cpu")
+def _plain_cfg(cfg: CfgNode, device: str) -> CfgNode:
+    """``cfg`` in float32, eager, on ``device``, encoding its prompts itself (no embeddings
+    persisted by another run or device)."""
+    plain = cfg.clone()
+    plain.defrost()
+    plain.merge_from_list(["MODEL.DEVICE", device, "MODEL.SAN.INFERENCE_DTYPE", "fp32",
+                           "MODEL.SAN.COMPILE", False, "MODEL.SAN.TEXT_EMBEDDING_CACHE", ""])
+    return plain
+
+
+def cpu_deviation(cfg: CfgNode, *, weights: str, size: int, vocab: int) -> Dict:
+    """:func:`deviation` of the float32 scores of ``cfg``'s device from those of the same
+    weights on the CPU, both with their own text embeddings (``..._vs_cpu``)."""
+    scores = []
+    for device in (cfg.MODEL.DEVICE, "cpu"):
+        model = build_benchmark_model(_plain_cfg(cfg, device), weights).eval()
+        scores.append(segment(model, size=size, vocab=vocab))
+        del model
+    return deviation(*scores, against="cpu")
 
 
 @contextlib.contextmanager
@@ -267,8 +278,8 @@ def inference_report(cfg, *, weights: str, size: int, vocab: int, runs: int,
     (``MODEL.SAN.INFERENCE_DTYPE`` other than fp32, or ``MODEL.SAN.COMPILE``) the deviation
     from a plain float32 model with the same weights; the FLOP floor (FLOPs per image over the
     measured matmul rate) with the median's and the fastest call's ratios to it;
-    ``with_op_account``, the plain model's :func:`~san_d2.utils.op_account.op_account` (CPU);
-    ``against_cpu``, the plain model's :func:`cpu_deviation` (for a GPU)."""
+    ``with_op_account``, the plain model's :func:`~san_d2.utils.op_account.op_account` (CPU)
+    of one call of ``batch`` images; ``against_cpu``, :func:`cpu_deviation` (for a GPU)."""
     dtype_name = cfg.MODEL.SAN.INFERENCE_DTYPE
     model = build_benchmark_model(cfg, weights).eval()
     results = benchmark_inference(model, size=size, vocab=vocab, runs=runs,
@@ -290,7 +301,7 @@ def inference_report(cfg, *, weights: str, size: int, vocab: int, runs: int,
                    floor_ratio=results["seconds_per_image_median"] / floor,
                    floor_ratio_fastest=results["seconds_min"] / floor)
     if against_cpu:
-        results.update(cpu_deviation(plain, cfg, weights=weights, size=size, vocab=vocab))
+        results.update(cpu_deviation(cfg, weights=weights, size=size, vocab=vocab))
     if with_op_account:
         inputs = _benchmark_inputs(size, vocab, labels_only, batch)
         results["op_account"] = op_account(plain, inputs, matmul_flops_per_second=rate)
@@ -347,8 +358,12 @@ def _cpu_name() -> str:
 
 def environment(device: str) -> Dict:
     """What a result was measured on: versions, threads, CPU, GPU and date."""
+    cuda = device.startswith("cuda")
     return {"device": device, "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "gpu": torch.cuda.get_device_name() if device.startswith("cuda") else None,
+            "gpu": torch.cuda.get_device_name() if cuda else None,
+            # TF32 makes float32 products and convolutions on recent GPUs less exact.
+            "cuda_tf32": {"matmul": torch.backends.cuda.matmul.allow_tf32,
+                          "cudnn": torch.backends.cudnn.allow_tf32} if cuda else None,
             "cpu": _cpu_name(), "cpu_count": os.cpu_count(),
             "date": datetime.date.today().isoformat()}
 

@@ -6,6 +6,11 @@ then replayed on its own with random inputs of that shape. The sum of those stan
 times, plus the rest as measured, is what the call would take if every kernel ran inside the
 model as fast as it does alone. Set against the FLOP floor, it tells the cost of the kernels
 themselves apart from what running them inside the model adds.
+
+The replay knows each operand's shape only: it uses contiguous float32 tensors (a linear
+layer's ``addmm`` sees a transposed weight in the model) and a float mask of the recorded
+shape for masked attention (the model's may be boolean), and it leaves out an attention mask
+of another rank than the queries. Convolutions are counted among the other ops.
 """
 import time
 from typing import Callable, Dict, List, Sequence

@@ -10,8 +10,9 @@ import cv2
 import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.catalog import Metadata
-import matplotlib.colors as mplc
 from detectron2.utils.colormap import colormap
+# detectron2 0.6 (the version this package pins) names its label-placement threshold and
+# edge colour privately; the drawings below reuse them so as to look like its own.
 from detectron2.utils.visualizer import _LARGE_MASK_AREA_THRESH, _OFF_WHITE, GenericMask, Visualizer
 from matplotlib.patches import PathPatch
 from matplotlib.path import Path as MplPath
@@ -29,6 +30,7 @@ __all__ = ["READABLE_SIDE", "UNKNOWN_NAME", "class_colors", "drawing_metadata", 
 # Drawings of pictures smaller than this (longest side, pixels) are scaled up to it first, so
 # that class names can be read.
 READABLE_SIDE = 512
+RGB = Tuple[float, float, float]  # a colour, each channel in [0, 1]
 _PALETTE = list(dict.fromkeys(tuple(int(c) for c in rgb) for rgb in colormap(rgb=True, maximum=255)))
 
 
@@ -126,7 +128,8 @@ def _label_centers(binary_mask: np.ndarray) -> List[Tuple[float, float]]:
     """(x, y) where detectron2's ``draw_binary_mask`` writes a mask's name: the median of
     the pixel coordinates of its largest connected component and of every component over
     ``_LARGE_MASK_AREA_THRESH`` pixels. Taken from per-row and per-column counts instead of
-    the coordinates of every pixel (16 bytes a pixel: 1.3 GB for a 6000 x 4000 region)."""
+    the coordinates of every pixel (16 bytes a pixel, and copies of them in ``np.median``:
+    1.1 GB more at the peak for a region of 6000 x 4000 pixels)."""
     count, components, stats, _ = cv2.connectedComponentsWithStats(binary_mask, connectivity=8)
     if count < 2:
         return []
@@ -142,21 +145,25 @@ def _label_centers(binary_mask: np.ndarray) -> List[Tuple[float, float]]:
     return centers
 
 
-def _draw_region(visualizer: Visualizer, binary_mask: np.ndarray, color, *, text: str,
-                 alpha: float, edge_color=None) -> None:
+def _draw_region(visualizer: Visualizer, binary_mask: np.ndarray, color: RGB, *, text: str,
+                 alpha: float, edge_color: Optional[RGB] = None) -> None:
     """``visualizer.draw_binary_mask(binary_mask, color, edge_color=..., text=..., alpha=...)``
     in less memory: a mask with holes is filled as one path of its outlines, with its edges,
     where detectron2 overlays a float32 RGBA picture of the whole image for it (384 MB for
     6000 x 4000, kept until the figure is drawn); names are placed by :func:`_label_centers`.
-    Masks without holes are drawn exactly as detectron2 draws them."""
-    polygons, has_holes = GenericMask(binary_mask, *binary_mask.shape).mask_to_polygons(
-        binary_mask)
-    if not polygons:
+    Masks without holes are drawn exactly as detectron2 draws them.
+
+    Args:
+        binary_mask: (H, W) uint8, 1 inside the region.
+        color, edge_color: RGB in [0, 1]; no ``edge_color``: detectron2's choice.
+    """
+    mask = GenericMask(binary_mask, *binary_mask.shape)
+    if not mask.polygons:
         return
-    if has_holes:
-        _draw_outlines(visualizer, polygons, color, edge_color=edge_color, alpha=alpha)
+    if mask.has_holes:
+        _draw_outlines(visualizer, mask.polygons, color, edge_color=edge_color, alpha=alpha)
     else:
-        for polygon in polygons:
+        for polygon in mask.polygons:
             visualizer.draw_polygon(polygon.reshape(-1, 2), color, edge_color=edge_color,
                                     alpha=alpha)
     name_color = visualizer._change_color_brightness(color, brightness_factor=0.7)
@@ -164,24 +171,25 @@ def _draw_region(visualizer: Visualizer, binary_mask: np.ndarray, color, *, text
         visualizer.draw_text(text, center, color=name_color)
 
 
-def _draw_outlines(visualizer: Visualizer, polygons: Sequence[np.ndarray], color, *,
-                   edge_color, alpha: float) -> None:
-    """Fills the region the closed ``polygons`` bound (OpenCV traces holes against the outer
-    boundaries, so the nonzero rule leaves them empty), styled as ``draw_polygon`` would."""
+def _draw_outlines(visualizer: Visualizer, polygons: Sequence[np.ndarray], color: RGB, *,
+                   edge_color: Optional[RGB], alpha: float) -> None:
+    """Fills the region the closed (2N,) ``polygons`` bound (OpenCV traces holes against the
+    outer boundaries, so the nonzero rule leaves them empty), in the style that
+    ``draw_polygon`` gives its polygons."""
     points = [polygon.reshape(-1, 2) for polygon in polygons]
     codes = [np.full(len(p) + 1, MplPath.LINETO, dtype=MplPath.code_type) for p in points]
     for code in codes:
         code[0], code[-1] = MplPath.MOVETO, MplPath.CLOSEPOLY
     path = MplPath(np.concatenate([np.vstack([p, p[:1]]) for p in points]), np.concatenate(codes))
-    if edge_color is None:
-        edge_color = color if alpha <= 0.8 else visualizer._change_color_brightness(color, -0.7)
-    visualizer.output.ax.add_patch(PathPatch(
-        path, fill=True, facecolor=mplc.to_rgb(color) + (alpha,),
-        edgecolor=mplc.to_rgb(edge_color) + (1,),
-        linewidth=max(visualizer._default_font_size // 15 * visualizer.output.scale, 1)))
+    visualizer.draw_polygon(points[0], color, edge_color=edge_color, alpha=alpha)
+    styled = visualizer.output.ax.patches[-1]  # colours and line width, from detectron2
+    outlines = PathPatch(path)
+    outlines.update_from(styled)
+    styled.remove()
+    visualizer.output.ax.add_patch(outlines)
 
 
-def _draw_label_regions(visualizer: Visualizer, label_map: np.ndarray, alpha: float) -> None:
+def _draw_label_regions(visualizer: Visualizer, label_map: np.ndarray, *, alpha: float) -> None:
     """The regions of ``visualizer.draw_sem_seg``: classes from the largest down (in its
     order), in the metadata's colours, edges off-white, drawn by :func:`_draw_region`; values
     outside the classes stay undrawn."""
@@ -205,7 +213,7 @@ def draw_label_map(image: np.ndarray, label_map: np.ndarray, metadata: Metadata,
     with fonts_for_names(metadata.stuff_classes):
         visualizer = Visualizer(image, metadata)
         _remove_picture(visualizer.output)
-        _draw_label_regions(visualizer, label_map, alpha)
+        _draw_label_regions(visualizer, label_map, alpha=alpha)
         _keep_labels_inside(visualizer.output)
         return _over_picture(visualizer.output, image)
 
