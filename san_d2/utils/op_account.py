@@ -13,7 +13,7 @@ shape for masked attention (the model's may be boolean), and it leaves out an at
 of another rank than the queries. Convolutions are counted among the other ops.
 """
 import time
-from typing import Callable, Dict, List, Sequence
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -23,29 +23,31 @@ from torch.profiler import ProfilerActivity, profile
 __all__ = ["op_account", "format_op_account"]
 
 Shapes = Sequence[Sequence[int]]
+# (FLOPs of one call, the op as a function, the shapes of the operands it takes)
+Replay = Tuple[int, Callable, Shapes]
 
 
-def _mm(shapes: Shapes):
+def _mm(shapes: Shapes) -> Replay:
     (m, k), (_, n) = shapes[0], shapes[1]
     return 2 * m * k * n, torch.mm, shapes[:2]
 
 
-def _addmm(shapes: Shapes):
+def _addmm(shapes: Shapes) -> Replay:
     (m, k), (_, n) = shapes[1], shapes[2]
     return 2 * m * k * n, torch.addmm, shapes[:3]
 
 
-def _bmm(shapes: Shapes):
+def _bmm(shapes: Shapes) -> Replay:
     (b, m, k), (_, _, n) = shapes[0], shapes[1]
     return 2 * b * m * k * n, torch.bmm, shapes[:2]
 
 
-def _baddbmm(shapes: Shapes):
+def _baddbmm(shapes: Shapes) -> Replay:
     (b, m, k), (_, _, n) = shapes[1], shapes[2]
     return 2 * b * m * k * n, torch.baddbmm, shapes[:3]
 
 
-def _attention(shapes: Shapes):
+def _attention(shapes: Shapes) -> Replay:
     query, key, value = shapes[:3]
     mask = next((s for s in shapes[3:] if len(s) == len(query)), None)
     rows = 1
@@ -55,14 +57,16 @@ def _attention(shapes: Shapes):
     return flops, _sdpa, [query, key, value] + ([mask] if mask is not None else [])
 
 
-def _sdpa(query, key, value, mask=None):
+def _sdpa(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+          mask: Optional[torch.Tensor] = None) -> torch.Tensor:
     return F.scaled_dot_product_attention(query, key, value, attn_mask=mask)
 
 
-# profiler op name -> shapes -> (FLOPs, the op as a function, its operands' shapes)
-PRODUCTS: Dict[str, Callable] = {"aten::mm": _mm, "aten::addmm": _addmm, "aten::bmm": _bmm,
-                                 "aten::baddbmm": _baddbmm}
-ATTENTION: Dict[str, Callable] = {"aten::_scaled_dot_product_flash_attention_for_cpu": _attention}
+# profiler op name -> its recorded input shapes -> Replay
+PRODUCTS: Dict[str, Callable[[Shapes], Replay]] = {
+    "aten::mm": _mm, "aten::addmm": _addmm, "aten::bmm": _bmm, "aten::baddbmm": _baddbmm}
+ATTENTION: Dict[str, Callable[[Shapes], Replay]] = {
+    "aten::_scaled_dot_product_flash_attention_for_cpu": _attention}
 
 
 def _seconds_alone(function: Callable, shapes: Shapes, repeats: int = 5) -> float:
@@ -78,7 +82,8 @@ def _seconds_alone(function: Callable, shapes: Shapes, repeats: int = 5) -> floa
     return best
 
 
-def _profiled_ops(model, inputs: List[Dict], calls: int):
+def _profiled_ops(model: torch.nn.Module, inputs: List[Dict],
+                  calls: int) -> Iterator[Tuple[str, Shapes, int, float]]:
     """(name, input shapes, calls per model call, self seconds per model call) of each op."""
     with torch.inference_mode():
         model(inputs)
@@ -90,7 +95,7 @@ def _profiled_ops(model, inputs: List[Dict], calls: int):
             event.self_cpu_time_total / 1e6 / calls
 
 
-def op_account(model, inputs: List[Dict], *, matmul_flops_per_second: float,
+def op_account(model: torch.nn.Module, inputs: List[Dict], *, matmul_flops_per_second: float,
                calls: int = 3, largest: int = 8) -> Dict:
     """Profiles ``calls`` calls of a float32 CPU model on ``inputs`` (after one warm-up call)
     and replays each product and attention shape alone.
