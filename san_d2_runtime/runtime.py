@@ -11,7 +11,7 @@ from .images import ImageInput, network_input, read_rgb, resize
 from .manifest import read_manifest
 from .postprocessing import semantic_scores
 from .tokenizer import ClipTokenizer
-from .vocabulary import ClassEntry, check_vocabulary
+from .vocabulary import ClassEntry, check_vocabulary, class_names, synonyms
 
 __all__ = ["SANRuntime", "SegmentationResult", "GRAPH_OPTIMIZATION_LEVELS"]
 
@@ -139,13 +139,13 @@ class SANRuntime:
         classes = check_vocabulary(vocabulary)
         cached = self._embeddings.get(classes)
         if cached is None:
-            names = [n for entry in classes for n in ((entry,) if isinstance(entry, str) else entry)]
+            names = [name for entry in classes for name in synonyms(entry)]
             prompts = [template.format(name) for name in names for template in self.templates]
             per_name = _normalise(self._prompt_embeddings(prompts).reshape(
                 len(names), len(self.templates), -1).mean(axis=1))
             rows, start = [], 0
             for entry in classes:
-                count = 1 if isinstance(entry, str) else len(entry)
+                count = len(synonyms(entry))
                 group = per_name[start:start + count]
                 rows.append(group[0] if count == 1 else _normalise(group.mean(axis=0)))
                 start += count
@@ -178,7 +178,6 @@ class SANRuntime:
             class_logits[0], mask_logits[0], padded_size=batch.shape[-2:],
             image_size=resized.shape[:2], output_size=rgb.shape[:2],
             before=self.manifest["postprocessing"]["sem_seg_postprocess_before_inference"])
-        names = tuple(entry if isinstance(entry, str) else entry[0] for entry in classes)
-        result = SegmentationResult(scores.argmax(axis=0), scores, names)
+        result = SegmentationResult(scores.argmax(axis=0), scores, class_names(classes))
         lap("post-processing")
         return result
