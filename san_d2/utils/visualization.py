@@ -177,10 +177,8 @@ def _draw_outlines(visualizer: Visualizer, polygons: Sequence[np.ndarray], color
     outer boundaries, so the nonzero rule leaves them empty), in the style that
     ``draw_polygon`` gives its polygons."""
     points = [polygon.reshape(-1, 2) for polygon in polygons]
-    codes = [np.full(len(p) + 1, MplPath.LINETO, dtype=MplPath.code_type) for p in points]
-    for code in codes:
-        code[0], code[-1] = MplPath.MOVETO, MplPath.CLOSEPOLY
-    path = MplPath(np.concatenate([np.vstack([p, p[:1]]) for p in points]), np.concatenate(codes))
+    path = MplPath.make_compound_path(*(MplPath(np.vstack([p, p[:1]]), closed=True)
+                                        for p in points))
     visualizer.draw_polygon(points[0], color, edge_color=edge_color, alpha=alpha)
     styled = visualizer.output.ax.patches[-1]  # colours and line width, from detectron2
     outlines = PathPatch(path)
