@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .layers import adaptive_max_pool2d, resize_grid_pos_embed
+from .layers import adaptive_max_pool2d, exporting, resize_grid_pos_embed
 
 __all__ = [
     "ClipFeature",
@@ -88,7 +88,7 @@ class ClipVisualFeatureExtractor(nn.Module):
         """(1 + h * w, D) positional embedding for an h x w grid. Without autograd the resized
         embedding is kept per grid (it changes only with the weights): its bicubic resize
         costs a few ms per image. Traced (compile, export) it is computed in the graph."""
-        if torch.is_grad_enabled() or _tracing():
+        if torch.is_grad_enabled() or torch.compiler.is_compiling() or exporting():
             return resize_grid_pos_embed(self.positional_embedding, self.grid_size, grid, 1)
         weights = self.positional_embedding
         key = (grid, weights.device, weights.dtype, weights._version, weights.data_ptr())
@@ -102,11 +102,6 @@ class ClipVisualFeatureExtractor(nn.Module):
     def _to_feature(tokens: torch.Tensor, h: int, w: int) -> ClipFeature:
         batch, _, width = tokens.shape
         return ClipFeature(tokens[:, 0], tokens[:, 1:].transpose(1, 2).reshape(batch, width, h, w))
-
-
-def _tracing() -> bool:
-    return (torch.compiler.is_compiling() or torch.compiler.is_exporting()
-            or torch.onnx.is_in_onnx_export())
 
 
 def _interpolate(mode: str):

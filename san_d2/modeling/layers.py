@@ -5,7 +5,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["ChannelLayerNorm", "resize_grid_pos_embed", "adaptive_max_pool2d"]
+__all__ = ["ChannelLayerNorm", "resize_grid_pos_embed", "adaptive_max_pool2d", "exporting"]
 
 
 class ChannelLayerNorm(nn.Module):
@@ -69,16 +69,21 @@ def _max_of_windows(x: torch.Tensor, dim: int) -> torch.Tensor:
     return result
 
 
+def exporting() -> bool:
+    """Whether the code runs under an exporter (ONNX, ``torch.export``) rather than eagerly."""
+    return torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting()
+
+
 def adaptive_max_pool2d(x: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
     """``F.adaptive_max_pool2d(x, size)``, exactly.
 
     When the sizes divide and no gradient is needed, the bins are non-overlapping windows, and
     element-wise maxima of their strided slices give the result about ten times faster on CPU
-    than the pooling kernels (1 ms instead of 12 for SAN-B/16's (1, 1200, 40, 40) biases). While exporting to
-    ONNX, which has no adaptive pooling of a dynamic size, the same maxima come from gathers,
-    one axis at a time.
+    than the pooling kernels (1 ms instead of 12 for SAN-B/16's (1, 1200, 40, 40) biases).
+    While exporting to ONNX, which has no adaptive pooling of a dynamic size, the same maxima
+    come from gathers, one axis at a time.
     """
-    if not (torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting()):
+    if not exporting():
         (height, width), (out_h, out_w) = x.shape[-2:], size
         # (training keeps the pooling kernel, whose gradient at ties goes to one element)
         if height % out_h or width % out_w or (x.requires_grad and torch.is_grad_enabled()):
