@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 import torch
@@ -166,13 +166,17 @@ def deviation(fast: torch.Tensor, exact: torch.Tensor, *, against: str = "fp32")
                 (fast.argmax(0) == exact.argmax(0)).float().mean().item()}
 
 
-def _plain_cfg(cfg: CfgNode, device: str) -> CfgNode:
-    """``cfg`` in float32, eager, on ``device``, encoding its prompts itself (no embeddings
-    persisted by another run or device)."""
+def _plain_cfg(cfg: CfgNode, *, device: Optional[str] = None,
+               own_text_embeddings: bool = False) -> CfgNode:
+    """``cfg`` in float32 and eager; on ``device`` if given; with ``own_text_embeddings``,
+    encoding its prompts itself (no embeddings persisted by another run or device)."""
     plain = cfg.clone()
     plain.defrost()
-    plain.merge_from_list(["MODEL.DEVICE", device, "MODEL.SAN.INFERENCE_DTYPE", "fp32",
-                           "MODEL.SAN.COMPILE", False, "MODEL.SAN.TEXT_EMBEDDING_CACHE", ""])
+    plain.merge_from_list(["MODEL.SAN.INFERENCE_DTYPE", "fp32", "MODEL.SAN.COMPILE", False])
+    if device is not None:
+        plain.MODEL.DEVICE = device
+    if own_text_embeddings:
+        plain.MODEL.SAN.TEXT_EMBEDDING_CACHE = ""
     return plain
 
 
@@ -181,7 +185,8 @@ def cpu_deviation(cfg: CfgNode, *, weights: str, size: int, vocab: int) -> Dict:
     weights on the CPU, both with their own text embeddings (``..._vs_cpu``)."""
     scores = []
     for device in (cfg.MODEL.DEVICE, "cpu"):
-        model = build_benchmark_model(_plain_cfg(cfg, device), weights).eval()
+        model = build_benchmark_model(_plain_cfg(cfg, device=device, own_text_embeddings=True),
+                                      weights).eval()
         scores.append(segment(model, size=size, vocab=vocab))
         del model
     return deviation(*scores, against="cpu")
@@ -288,10 +293,7 @@ def inference_report(cfg, *, weights: str, size: int, vocab: int, runs: int,
     if dtype_name != "fp32" or cfg.MODEL.SAN.COMPILE:
         fast = segment(model, size=size, vocab=vocab)
         del model
-        plain_cfg = cfg.clone()
-        plain_cfg.defrost()
-        plain_cfg.merge_from_list(["MODEL.SAN.INFERENCE_DTYPE", "fp32", "MODEL.SAN.COMPILE", False])
-        plain = build_benchmark_model(plain_cfg, weights).eval()
+        plain = build_benchmark_model(_plain_cfg(cfg), weights).eval()
         results.update(deviation(fast, segment(plain, size=size, vocab=vocab)))
     flops = count_flops(plain, size=size, vocab=vocab)
     rate = matmul_flops_per_second(plain.device, AUTOCAST_DTYPES[dtype_name] or torch.float32)
