@@ -300,20 +300,22 @@ class SAN(nn.Module):
         if maps.background is None:
             return result
         result["background"] = maps.background
-        threshold, if_background = self._rejection(record)
-        if threshold > 0 or if_background:
-            result["unknown"] = rejected_pixels(maps.best[None], maps.background,
-                                                threshold=threshold, if_background=if_background)
-        return result
+        return self._with_unknown(record, result, maps.best[None])
 
     def _split_scores(self, record: Dict, scores: torch.Tensor,
                       with_background: bool) -> Dict[str, torch.Tensor]:
         if not with_background:
             return {"sem_seg": scores}
         result = {"sem_seg": scores[:-1], "background": scores[-1]}
+        return self._with_unknown(record, result, result["sem_seg"])
+
+    def _with_unknown(self, record: Dict, result: Dict[str, torch.Tensor],
+                      scores: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """``result`` with ``unknown`` when the record's rejection is on; ``scores``: the
+        (K, H, W) class scores, or their (1, H, W) maximum."""
         threshold, if_background = self._rejection(record)
         if threshold > 0 or if_background:
-            result["unknown"] = rejected_pixels(result["sem_seg"], result["background"],
+            result["unknown"] = rejected_pixels(scores, result["background"],
                                                 threshold=threshold, if_background=if_background)
         return result
 
